@@ -27,8 +27,9 @@ func Strict() bool {
 	return os.Getenv("CI") == "true" || os.Getenv("AORTAGW_REQUIRE_ALL") == "1"
 }
 
-// missing fails the test under Strict and skips it otherwise.
-func missing(t testing.TB, format string, args ...any) {
+// Missing fails the test under Strict and skips it otherwise: for any
+// component a test needs that the helpers here do not cover.
+func Missing(t testing.TB, format string, args ...any) {
 	t.Helper()
 	msg := fmt.Sprintf(format, args...)
 	if Strict() {
@@ -53,7 +54,7 @@ func RequireTool(t testing.TB, names ...string) []string {
 			}
 		}
 		if err != nil {
-			missing(t, "program %q not found", n)
+			Missing(t, "program %q not found", n)
 			return nil
 		}
 		paths = append(paths, p)
@@ -75,7 +76,7 @@ func SoftHSMModule(t testing.TB) string {
 	if p := FindSoftHSMModule(); p != "" {
 		return p
 	}
-	missing(t, "SoftHSM2 module not found in %v", SoftHSMModulePaths)
+	Missing(t, "SoftHSM2 module not found in %v", SoftHSMModulePaths)
 	return ""
 }
 
@@ -113,7 +114,7 @@ func PostgresDatabase(t testing.TB) string {
 	defer cancel()
 	conn, err := pgx.Connect(ctx, admin)
 	if err != nil {
-		missing(t, "PostgreSQL not reachable at %s: %v", redactURL(admin), err)
+		Missing(t, "PostgreSQL not reachable at %s: %v", redactURL(admin), err)
 		return ""
 	}
 	defer conn.Close(context.Background())
