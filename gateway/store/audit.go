@@ -329,35 +329,24 @@ func (s *sqlStore) AuditRecords(ctx context.Context, f AuditFilter) ([]AuditReco
 	if f.Limit <= 0 {
 		f.Limit = 10000
 	}
-	where, args := "seq > $1", []any{f.AfterSeq}
+	var c conds
+	c.add("seq > $%d", f.AfterSeq)
 	if f.BSN != "" {
-		args = append(args, f.BSN)
-		where += fmt.Sprintf(" AND bsn = $%d", len(args))
+		c.add("bsn = $%d", f.BSN)
 	}
 	if !f.From.IsZero() {
-		args = append(args, s.d.ts(f.From))
-		where += fmt.Sprintf(" AND at >= $%d", len(args))
+		c.add("at >= $%d", s.d.ts(f.From))
 	}
 	if !f.To.IsZero() {
-		args = append(args, s.d.ts(f.To))
-		where += fmt.Sprintf(" AND at < $%d", len(args))
+		c.add("at < $%d", s.d.ts(f.To))
 	}
-	args = append(args, f.Limit)
-	rows, err := s.b.read().query(ctx, `SELECT `+auditCols+` FROM audit_log WHERE `+where+
-		fmt.Sprintf(` ORDER BY seq LIMIT $%d`, len(args)), args...)
+	rows, err := s.b.read().query(ctx, `SELECT `+auditCols+` FROM audit_log WHERE `+c.sql()+
+		fmt.Sprintf(` ORDER BY seq LIMIT $%d`, c.arg(f.Limit)), c.args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: audit records: %w", err)
 	}
-	defer rows.Close()
-	var out []AuditRecord
-	for rows.Next() {
-		a, err := scanAudit(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: audit records: %w", err)
-		}
-		out = append(out, a)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := collect(rows, scanAudit)
+	if err != nil {
 		return nil, fmt.Errorf("store: audit records: %w", err)
 	}
 	return out, nil

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -36,6 +37,49 @@ type rowsIter interface {
 	Scan(dest ...any) error
 	Err() error
 	Close()
+}
+
+// conds builds a WHERE clause with numbered placeholders ($1, $2, ...), the
+// form both drivers take.
+type conds struct {
+	where []string
+	args  []any
+}
+
+// add appends a condition whose one %d is the placeholder number of v.
+func (c *conds) add(cond string, v any) {
+	c.where = append(c.where, fmt.Sprintf(cond, c.arg(v)))
+}
+
+// raw appends a condition without an argument.
+func (c *conds) raw(cond string) { c.where = append(c.where, cond) }
+
+// arg appends v and returns its placeholder number.
+func (c *conds) arg(v any) int {
+	c.args = append(c.args, v)
+	return len(c.args)
+}
+
+// sql returns the conditions joined with AND ("1=1" when there are none).
+func (c *conds) sql() string {
+	if len(c.where) == 0 {
+		return "1=1"
+	}
+	return strings.Join(c.where, " AND ")
+}
+
+// collect scans every row with scan, then closes rows.
+func collect[T any](rows rowsIter, scan func(scanner) (T, error)) ([]T, error) {
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
 }
 
 // backend is one database: reads go to read, transactions to tx.

@@ -419,81 +419,53 @@ func (s *sqlStore) ListTokens(ctx context.Context, f ListFilter) ([]TokenInfo, e
 	now := s.opts.Now()
 	var out []TokenInfo
 	q := s.b.read()
-	if f.Kind == "" || f.Kind == KindEnrolment {
-		if f.GiverUZI == "" {
-			where, args := []string{"1=1"}, []any{}
-			add := func(cond string, v any) {
-				args = append(args, v)
-				where = append(where, fmt.Sprintf(cond, len(args)))
-			}
-			if f.URA != "" {
-				add("ura = $%d", f.URA)
-			}
-			if f.BSN != "" {
-				add("bsn = $%d", f.BSN)
-			}
-			if !f.IncludeRevoked {
-				where = append(where, "revoked_at IS NULL")
-			}
-			if !f.IncludeExpired {
-				add("not_on_or_after > $%d", s.d.ts(now))
-			}
-			args = append(args, f.Limit)
-			rows, err := q.query(ctx, `SELECT `+enrolmentCols+` FROM enrolments WHERE `+strings.Join(where, " AND ")+
-				fmt.Sprintf(` ORDER BY registered_at DESC, id LIMIT $%d`, len(args)), args...)
-			if err != nil {
-				return nil, fmt.Errorf("store: list enrolments: %w", err)
-			}
-			for rows.Next() {
-				e, err := scanEnrolment(rows)
-				if err != nil {
-					rows.Close()
-					return nil, fmt.Errorf("store: list enrolments: %w", err)
-				}
-				out = append(out, enrolmentInfo(e))
-			}
-			err = rows.Err()
-			rows.Close()
-			if err != nil {
-				return nil, fmt.Errorf("store: list enrolments: %w", err)
-			}
+	if (f.Kind == "" || f.Kind == KindEnrolment) && f.GiverUZI == "" {
+		var c conds
+		if f.URA != "" {
+			c.add("ura = $%d", f.URA)
+		}
+		if f.BSN != "" {
+			c.add("bsn = $%d", f.BSN)
+		}
+		if !f.IncludeRevoked {
+			c.raw("revoked_at IS NULL")
+		}
+		if !f.IncludeExpired {
+			c.add("not_on_or_after > $%d", s.d.ts(now))
+		}
+		rows, err := q.query(ctx, `SELECT `+enrolmentCols+` FROM enrolments WHERE `+c.sql()+
+			fmt.Sprintf(` ORDER BY registered_at DESC, id LIMIT $%d`, c.arg(f.Limit)), c.args...)
+		if err != nil {
+			return nil, fmt.Errorf("store: list enrolments: %w", err)
+		}
+		es, err := collect(rows, scanEnrolment)
+		if err != nil {
+			return nil, fmt.Errorf("store: list enrolments: %w", err)
+		}
+		for _, e := range es {
+			out = append(out, enrolmentInfo(e))
 		}
 	}
 	if (f.Kind == "" || f.Kind == KindMandate) && f.BSN == "" {
-		where, args := []string{"1=1"}, []any{}
-		add := func(cond string, v any) {
-			args = append(args, v)
-			where = append(where, fmt.Sprintf(cond, len(args)))
-		}
+		var c conds
 		if f.URA != "" {
-			add("ura = $%d", f.URA)
+			c.add("ura = $%d", f.URA)
 		}
 		if f.GiverUZI != "" {
-			add("giver_uzi = $%d", f.GiverUZI)
+			c.add("giver_uzi = $%d", f.GiverUZI)
 		}
 		if !f.IncludeRevoked {
-			where = append(where, "revoked_at IS NULL")
+			c.raw("revoked_at IS NULL")
 		}
 		if !f.IncludeExpired {
-			add("valid_until > $%d", s.d.ts(now))
+			c.add("valid_until > $%d", s.d.ts(now))
 		}
-		args = append(args, f.Limit)
-		rows, err := q.query(ctx, `SELECT `+mandateCols+` FROM mandates WHERE `+strings.Join(where, " AND ")+
-			fmt.Sprintf(` ORDER BY registered_at DESC, id LIMIT $%d`, len(args)), args...)
+		rows, err := q.query(ctx, `SELECT `+mandateCols+` FROM mandates WHERE `+c.sql()+
+			fmt.Sprintf(` ORDER BY registered_at DESC, id LIMIT $%d`, c.arg(f.Limit)), c.args...)
 		if err != nil {
 			return nil, fmt.Errorf("store: list mandates: %w", err)
 		}
-		var ms []*Mandate
-		for rows.Next() {
-			m, err := scanMandate(rows)
-			if err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("store: list mandates: %w", err)
-			}
-			ms = append(ms, m)
-		}
-		err = rows.Err()
-		rows.Close()
+		ms, err := collect(rows, scanMandate)
 		if err != nil {
 			return nil, fmt.Errorf("store: list mandates: %w", err)
 		}

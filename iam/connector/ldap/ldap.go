@@ -258,6 +258,20 @@ func (c *Connector) dnFor(ref string, enabled bool) string {
 }
 
 // find returns the entry of ref (in either OU) or nil.
+// account connects and finds the account entry of ref; the entry is nil when
+// there is none.
+func (c *Connector) account(ref string) (*goldap.Conn, *goldap.Entry, error) {
+	conn, err := c.get()
+	if err != nil {
+		return nil, nil, err
+	}
+	e, err := c.find(conn, ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	return conn, e, nil
+}
+
 func (c *Connector) find(conn *goldap.Conn, ref string) (*goldap.Entry, error) {
 	es, err := c.search(conn, "(&(objectClass=inetOrgPerson)(uid="+goldap.EscapeFilter(ref)+"))")
 	if err != nil {
@@ -428,11 +442,7 @@ func (c *Connector) Disable(ctx context.Context, req iam.AccountRequest) (iam.Re
 
 // Delete implements iam.Connector: removes memberships and the entry.
 func (c *Connector) Delete(ctx context.Context, req iam.AccountRequest) (iam.Result, error) {
-	conn, err := c.get()
-	if err != nil {
-		return iam.Result{}, err
-	}
-	e, err := c.find(conn, req.Ref)
+	conn, e, err := c.account(req.Ref)
 	if err != nil {
 		return iam.Result{}, err
 	}
@@ -522,11 +532,7 @@ func (c *Connector) Grant(ctx context.Context, req iam.AccountRequest, permissio
 
 // Revoke implements iam.Connector.
 func (c *Connector) Revoke(ctx context.Context, req iam.AccountRequest, permission string) (iam.Result, error) {
-	conn, err := c.get()
-	if err != nil {
-		return iam.Result{}, err
-	}
-	e, err := c.find(conn, req.Ref)
+	conn, e, err := c.account(req.Ref)
 	if err != nil {
 		return iam.Result{}, err
 	}
