@@ -301,6 +301,16 @@ func TestFaultModes(t *testing.T) {
 		defer cancel()
 		_, err := e.cli.Lookup(cctx, path2(Persona("slow")))
 		require.ErrorIs(t, err, context.DeadlineExceeded)
+		// The simulator noticed the caller leaving and sent no late answer.
+		assert.Eventually(t, func() bool {
+			n := 0
+			for _, r := range e.sim.Records() {
+				if r.Outcome == "abandoned" {
+					n++
+				}
+			}
+			return n == 2 // this one and the client-timeout case above
+		}, 5*time.Second, 10*time.Millisecond)
 	})
 }
 

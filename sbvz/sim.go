@@ -44,7 +44,7 @@ type Record struct {
 	Query     Query         // OpvragenVerifieren question
 	BSN       string        // OpvragenPersoonsgegevens question
 	Document  DocumentQuery // WID question
-	Outcome   string        // G, A, F or "fault"
+	Outcome   string        // G, A, F, "fault", or "abandoned" (caller left before a slow answer)
 	Codes     []string
 }
 
@@ -221,6 +221,11 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		resp, err = s.appointment(route.name, el.kids[0], &rec)
 	}
+	if errors.Is(err, errCallerGone) {
+		rec.Outcome = "abandoned"
+		s.record(rec)
+		panic(http.ErrAbortHandler)
+	}
 	if err != nil {
 		rec.Outcome = "fault"
 		s.record(rec)
@@ -246,6 +251,7 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 var (
 	errUnavailable = errors.New("unavailable")
 	errServer      = errors.New("server error")
+	errCallerGone  = errors.New("caller went away")
 )
 
 // readLeaves reads a question element strictly: schema order, no unknown or
@@ -419,6 +425,9 @@ func (s *Simulator) applyFault(r *http.Request, p *SimPerson, a *verifyAnswer) e
 		select {
 		case <-t.C:
 		case <-r.Context().Done():
+			// The caller gave up: like a real server past its client's
+			// deadline, send nothing rather than a late answer.
+			return errCallerGone
 		}
 	case FaultServerError:
 		return errServer
