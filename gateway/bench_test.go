@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -37,9 +36,10 @@ import (
 //
 //	go test -run '^$' -bench GatewayEndToEnd -benchtime 1x ./gateway
 //
-// AORTAGW_BENCH_LEVEL (default 5s) sets the time per level and
-// AORTAGW_BENCH_SOAK (e.g. 10m) adds a soak at concurrency 32 that samples
-// the heap and RSS.
+// It then starts the gateway again in a process of its own and measures its
+// CPU time per message (benchproc_test.go). AORTAGW_BENCH_LEVEL (default 5s)
+// sets the time per level and AORTAGW_BENCH_SOAK (e.g. 10m) adds a soak of
+// that process at concurrency 32 that samples its heap and RSS.
 func BenchmarkGatewayEndToEnd(b *testing.B) {
 	module := testenv.SoftHSMModule(b)
 	if os.Getenv("SOFTHSM2_CONF") != "" {
@@ -91,7 +91,9 @@ func BenchmarkGatewayEndToEnd(b *testing.B) {
 
 	// Raw SoftHSM sign rate of the server key, 8 in flight.
 	digest := sha256.Sum256([]byte("aortagw"))
+	var cpuPerSign time.Duration // CPU time of one raw signature (8 in flight)
 	rawRate := func(conc int, dur time.Duration) float64 {
+		cpu0 := selfCPU()
 		var n atomic.Int64
 		deadline := time.Now().Add(dur)
 		var wg sync.WaitGroup
@@ -108,6 +110,9 @@ func BenchmarkGatewayEndToEnd(b *testing.B) {
 			}()
 		}
 		wg.Wait()
+		if conc > 1 && n.Load() > 0 {
+			cpuPerSign = (selfCPU() - cpu0) / time.Duration(n.Load())
+		}
 		return float64(n.Load()) / dur.Seconds()
 	}
 
@@ -151,9 +156,10 @@ func BenchmarkGatewayEndToEnd(b *testing.B) {
 
 	xisClient := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 128, MaxConnsPerHost: 128}}
 	defer xisClient.CloseIdleConnections()
+	xisURL := d.xis + "/"
 	viaGateway := func() error {
 		env, _ := message()
-		req, _ := http.NewRequest(http.MethodPost, d.xis+"/", bytes.NewReader(env))
+		req, _ := http.NewRequest(http.MethodPost, xisURL, bytes.NewReader(env))
 		req.Header.Set("Authorization", "Bearer "+string(xisTok))
 		req.Header.Set("Content-Type", "text/xml; charset=utf-8")
 		resp, err := xisClient.Do(req)
@@ -214,7 +220,8 @@ func BenchmarkGatewayEndToEnd(b *testing.B) {
 	raw := rawRate(8, 3*time.Second)
 	raw1 := rawRate(1, 2*time.Second)
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "\nraw SoftHSM RSA-2048 C_Sign via pkcs11.Key: %.0f/s (8 in flight), %.0f/s (1 in flight)\n", raw, raw1)
+	fmt.Fprintf(&sb, "\nraw SoftHSM RSA-2048 C_Sign via pkcs11.Key: %.0f/s (8 in flight), %.0f/s (1 in flight); CPU per signature %s (8 in flight)\n",
+		raw, raw1, r(cpuPerSign))
 	fmt.Fprintf(&sb, "%-5s | %10s %9s %9s | %10s %9s %9s | %9s %9s | %s\n", "conc", "gw msg/s", "gw p50", "gw p99",
 		"direct/s", "dir p50", "dir p99", "add p50", "add p99", "gw/raw")
 	for _, conc := range []int{1, 8, 32, 64} {
@@ -256,12 +263,56 @@ func BenchmarkGatewayEndToEnd(b *testing.B) {
 		fmt.Fprintf(&sb, "%-5d | %10.0f %9s %9s | gw/raw %.2f (errors %d)\n", conc, gRate, r(pct(gLat, .5)), r(pct(gLat, .99)), gRate/raw, gErr)
 	}
 	d.upstream.Store(&simH)
+
+	// The gateway in a process of its own, from the same configuration file
+	// with a fresh store holding the same enrolment and mandate: its CPU time
+	// per message is its own. "alone/raw" is what the goal asks on a machine
+	// where the gateway has the cores to itself: the raw rate times the CPU
+	// of one signature over the gateway's CPU per message.
+	child := startBenchChild(b, filepath.Join(d.dir, "aortagw.yaml"),
+		"sqlite:"+filepath.Join(dbDir, "bench-child-"+uuid.NewString()[:8]+".db"))
+	defer child.stop()
+	inProcAdmin := d.admin
+	d.admin = child.admin
+	for typ, raw := range map[string][]byte{"enrolment": d.enrolment, "mandate": d.mandate} {
+		if _, err := d.registerToken(typ, raw, "bench"); err != nil {
+			b.Fatalf("gateway child: %v", err)
+		}
+	}
+	d.admin = inProcAdmin
+	xisURL = child.xis + "/"
+	// What the gateway process burns while idle (trigger poller, timers,
+	// maintenance): part of every CPU-per-message figure below.
+	time.Sleep(500 * time.Millisecond)
+	idle0 := child.cpu()
+	time.Sleep(3 * time.Second)
+	fmt.Fprintf(&sb, "gateway process idle: %.1f %% of one core\n", 100*float64(child.cpu()-idle0)/float64(3*time.Second))
+	split := func(title string) {
+		fmt.Fprintf(&sb, "%s\n%-5s | %10s %9s %9s | %11s %10s | %s\n", title, "conc", "gw msg/s", "gw p50", "gw p99",
+			"gw CPU/msg", "alone/s", "alone/raw")
+		for _, conc := range []int{1, 8, 32, 64} {
+			_, _, _ = run(conc, 300*time.Millisecond, func(int) error { return viaGateway() })
+			c0 := child.cpu()
+			gRate, gLat, gErr := run(conc, level, func(int) error { return viaGateway() })
+			perMsg := time.Duration(float64(child.cpu()-c0) / (gRate * level.Seconds()))
+			alone := child.cpuPerCores / perMsg.Seconds()
+			fmt.Fprintf(&sb, "%-5d | %10.0f %9s %9s | %11s %10.0f | %.2f  (errors %d)\n", conc, gRate, r(pct(gLat, .5)), r(pct(gLat, .99)),
+				r(perMsg), alone, float64(cpuPerSign)/float64(perMsg), gErr)
+		}
+	}
+	split("gateway in its own process -> LSP simulator (CPU per message: the gateway process only):")
+	d.upstream.Store(&cannedH)
+	split("gateway in its own process -> instant upstream:")
+	d.upstream.Store(&simH)
+
 	if soak := os.Getenv("AORTAGW_BENCH_SOAK"); soak != "" {
 		dur, err := time.ParseDuration(soak)
 		if err != nil {
 			b.Fatal(err)
 		}
-		fmt.Fprintf(&sb, "soak at concurrency 32 for %s (heap in use / RSS every %s):\n", dur, dur/10)
+		fmt.Fprintf(&sb, "soak of the gateway process at concurrency 32 for %s (after a GC, every %s):\n", dur, dur/10)
+		h, g, rs := child.mem()
+		fmt.Fprintf(&sb, "  %s start: heap %.1f MiB, goroutines %d, rss %s\n", time.Now().Format("15:04:05"), h, g, rs)
 		stop := make(chan struct{})
 		done := make(chan struct{})
 		go func() {
@@ -273,11 +324,8 @@ func BenchmarkGatewayEndToEnd(b *testing.B) {
 				case <-stop:
 					return
 				case <-tk.C:
-					runtime.GC()
-					var ms runtime.MemStats
-					runtime.ReadMemStats(&ms)
-					fmt.Fprintf(&sb, "  %s heap %.1f MiB, goroutines %d, rss %s\n", time.Now().Format("15:04:05"),
-						float64(ms.HeapInuse)/(1<<20), runtime.NumGoroutine(), rss())
+					h, g, rs := child.mem()
+					fmt.Fprintf(&sb, "  %s heap %.1f MiB, goroutines %d, rss %s\n", time.Now().Format("15:04:05"), h, g, rs)
 				}
 			}
 		}()
@@ -295,19 +343,6 @@ var errExhausted = fmt.Errorf("pre-minted envelopes exhausted")
 
 func r(d time.Duration) string {
 	return d.Round(10 * time.Microsecond).String()
-}
-
-func rss() string {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return "?"
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmRSS:") {
-			return strings.TrimSpace(strings.TrimPrefix(l, "VmRSS:"))
-		}
-	}
-	return "?"
 }
 
 // cannedAnswer sends one valid envelope to the simulator and returns its answer.

@@ -527,18 +527,28 @@ func (d *demo) stepMandate(ctx context.Context) error {
 		typ string
 		raw []byte
 	}{{"enrolment", d.enrolment}, {"mandate", tok.Bytes()}} {
-		st, body, err := d.adminCall(http.MethodPost, "/v1/admin/tokens?type="+r.typ+"&by=demo", r.raw)
+		v, err := d.registerToken(r.typ, r.raw, "demo")
 		if err != nil {
 			return err
 		}
-		if st != http.StatusCreated {
-			return fmt.Errorf("register %s: HTTP %d: %s", r.typ, st, body)
-		}
-		var v TokenView
-		_ = json.Unmarshal(body, &v)
-		d.say("registered  %-9s %s via POST /v1/admin/tokens: validated (chain, CRL, key use), HTTP %d", r.typ, v.ID, st)
+		d.say("registered  %-9s %s via POST /v1/admin/tokens: validated (chain, CRL, key use), HTTP %d", r.typ, v.ID, http.StatusCreated)
 	}
 	return nil
+}
+
+// registerToken registers a signed token of type typ ("enrolment",
+// "mandate") through the admin API at d.admin.
+func (d *demo) registerToken(typ string, raw []byte, by string) (TokenView, error) {
+	var v TokenView
+	st, body, err := d.adminCall(http.MethodPost, "/v1/admin/tokens?type="+typ+"&by="+by, raw)
+	if err != nil {
+		return v, err
+	}
+	if st != http.StatusCreated {
+		return v, fmt.Errorf("register %s: HTTP %d: %s", typ, st, body)
+	}
+	_ = json.Unmarshal(body, &v)
+	return v, nil
 }
 
 func (d *demo) adminCall(method, path string, body []byte) (int, []byte, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/aortagw/aortagw/internal/soap"
 	"net/http"
 	"time"
 
@@ -20,10 +21,11 @@ type TransactionSigner interface {
 	SignTransaction(tokens.Transaction) (*tokens.Signed, error)
 }
 
-// Forwarder sends one envelope to the LSP (*lsp.Client). It must never
-// retry a message on its own (a transaction token is used once).
+// Forwarder sends one envelope, spliced by (*soap.Envelope).WithSecurity,
+// to the LSP (*lsp.Client). It must never retry a message on its own (a
+// transaction token is used once).
 type Forwarder interface {
-	Send(ctx context.Context, envelope []byte, soapAction string) (*lsp.Response, error)
+	SendSecured(ctx context.Context, envelope *soap.Secured, soapAction string) (*lsp.Response, error)
 }
 
 // TokenVerifier validates enrolment and mandate tokens before they are

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -35,6 +36,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if cfg := os.Getenv(benchChildEnv); cfg != "" {
+		os.Exit(benchChildMain(cfg)) // the gateway benchmark's child process
+	}
 	goleak.VerifyTestMain(m,
 		// The store's database/sql connection openers of modernc sqlite end
 		// with Close; pgx pools likewise. Nothing else is expected to linger.

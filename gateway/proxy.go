@@ -294,7 +294,7 @@ func (s *Server) sendOnce(ctx context.Context, env *soap.Envelope, msg *hl7.Mess
 		return nil, fail(CodeInternal, err, "the security header could not be inserted")
 	}
 	t1 := time.Now()
-	resp, err := s.deps.LSP.Send(ctx, out, ic.SOAPAction)
+	resp, err := s.deps.LSP.SendSecured(ctx, out, ic.SOAPAction)
 	s.m.lsp.Observe(time.Since(t1).Seconds())
 	if err != nil {
 		if r := lspAnswer(err); r != nil {

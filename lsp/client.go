@@ -6,6 +6,7 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -324,11 +325,31 @@ func (c *Client) Close() error {
 // a new transaction token (net/http may transparently redo a request on a
 // fresh connection only when not one byte of it was written).
 func (c *Client) Send(ctx context.Context, envelope []byte, soapAction string) (*Response, error) {
+	return c.exchange(ctx, func() (*Response, string, error) { return c.send(ctx, envelope, soapAction) })
+}
+
+// SendSecured is Send for an envelope the caller spliced with
+// (*soap.Envelope).WithSecurity. Such an envelope passed the strict parse
+// and its tokens the token check, so when it conforms to the client's
+// outgoing limits it goes out without being parsed again; otherwise it gets
+// Send's full check. Everything else is as Send.
+func (c *Client) SendSecured(ctx context.Context, s *soap.Secured, soapAction string) (*Response, error) {
+	if !s.Conforms(c.outLim) {
+		return c.Send(ctx, s.Bytes(), soapAction)
+	}
+	return c.exchange(ctx, func() (*Response, string, error) {
+		_, local := s.BodyName()
+		return c.post(ctx, s.Bytes(), local, soapAction)
+	})
+}
+
+// exchange runs one send with the closed check, metrics and logging.
+func (c *Client) exchange(ctx context.Context, send func() (*Response, string, error)) (*Response, error) {
 	if c.closed.Load() {
 		return nil, fmt.Errorf("%w: client closed", ErrConfig)
 	}
 	start := c.cfg.Now()
-	resp, outcome, err := c.send(ctx, envelope, soapAction)
+	resp, outcome, err := send()
 	d := c.cfg.Now().Sub(start)
 	c.m.latency.WithLabelValues(outcome).Observe(d.Seconds())
 	c.m.responses.WithLabelValues(outcome).Inc()
@@ -354,9 +375,15 @@ func (c *Client) send(ctx context.Context, envelope []byte, soapAction string) (
 	if !env.HasSecurity() {
 		return nil, outcomeEnvelope, fmt.Errorf("%w: %w", ErrEnvelope, soap.ErrNoSecurity)
 	}
+	_, local := env.BodyName()
+	return c.post(ctx, envelope, local, soapAction)
+}
+
+// post sends a checked envelope once; bodyLocal names its body element (the
+// default SOAPAction).
+func (c *Client) post(ctx context.Context, envelope []byte, bodyLocal, soapAction string) (*Response, string, error) {
 	if soapAction == "" {
-		_, local := env.BodyName()
-		soapAction = c.SOAPAction(local)
+		soapAction = c.SOAPAction(bodyLocal)
 	}
 	if !validAction(soapAction) {
 		return nil, outcomeEnvelope, fmt.Errorf("%w: invalid soap action (action=%q)", ErrEnvelope, soapAction)
@@ -433,8 +460,15 @@ func (c *Client) interpret(hresp *http.Response, body []byte) (*Response, string
 	ct, _, _ := mime.ParseMediaType(hresp.Header.Get("Content-Type"))
 	isXML := ct == "text/xml" || ct == "application/xml" || ct == "application/soap+xml"
 	var env *soap.Envelope
+	var rd *hl7.Reader
 	if isXML && len(body) > 0 {
-		e, err := soap.ParseEnvelope(body, c.limits)
+		// One tokenising pass: the strict parse and the HL7 fields.
+		e, err := soap.ParseEnvelopeVisit(body, c.limits, func(tok xml.Token, scope map[string]string) {
+			if rd == nil {
+				rd = hl7.NewReader(scope)
+			}
+			rd.Token(tok)
+		})
 		if err == nil {
 			env = e
 		} else if status == http.StatusOK {
@@ -458,7 +492,10 @@ func (c *Client) interpret(hresp *http.Response, body []byte) (*Response, string
 	if env == nil {
 		return nil, outcomeBad, fmt.Errorf("%w: not a soap envelope (content-type=%q)", ErrBadResponse, ct)
 	}
-	msg, err := hl7.ReadEnvelope(env)
+	if rd == nil {
+		rd = hl7.NewReader(nil) // cannot happen: ParseEnvelope requires one body element
+	}
+	msg, err := rd.Message()
 	if err != nil {
 		return nil, outcomeBad, fmt.Errorf("%w: %w", ErrBadResponse, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -280,6 +281,43 @@ func TestSimulatorAcceptsAndAnswers(t *testing.T) {
 	n, err := testutil.GatherAndCount(reg, "aortagw_lsp_request_duration_seconds")
 	require.NoError(t, err)
 	assert.Equal(t, 1, n)
+}
+
+// TestClientSendSecured: an envelope spliced by (*soap.Envelope).WithSecurity
+// goes out without a second parse when it conforms to the client's limits,
+// and gets the full check (and is refused, unsent) when it does not.
+func TestClientSendSecured(t *testing.T) {
+	w := newWorld(t)
+	c := w.client(t, testpki.ServerGateway, prometheus.NewRegistry())
+	ctx := context.Background()
+
+	m := w.mint(t, msg{})
+	env, err := soap.ParseEnvelope(soap.Build(m.body), xmlsafe.MessageLimits)
+	require.NoError(t, err)
+	sec, err := env.WithSecurity(m.enr.Bytes(), m.mdt.Bytes(), m.trx.Bytes())
+	require.NoError(t, err)
+	require.True(t, sec.Conforms(xmlsafe.MessageLimits))
+	resp, err := c.SendSecured(ctx, sec, "")
+	require.NoError(t, err)
+	assert.Equal(t, "OK", resp.Message.QueryResponseCode)
+	last := w.sim.Accepted()[len(w.sim.Accepted())-1]
+	assert.Equal(t, m.trx.ID(), last.TransactionID)
+
+	// Parsed under wider limits than the client's: the client parses it
+	// itself, and its depth cap refuses the message before anything is sent.
+	deep := strings.Repeat(`<x:a xmlns:x="urn:x">`, 70) + strings.Repeat(`</x:a>`, 70)
+	body := bytes.Replace(m.body, []byte("</QURX_IN990011NL>"), []byte(deep+"</QURX_IN990011NL>"), 1)
+	require.NotEqual(t, m.body, body)
+	env, err = soap.ParseEnvelope(soap.Build(body), soap.Limits{MaxDepth: 100})
+	require.NoError(t, err)
+	m2 := w.mint(t, msg{})
+	sec, err = env.WithSecurity(m2.enr.Bytes(), m2.mdt.Bytes(), m2.trx.Bytes())
+	require.NoError(t, err)
+	require.False(t, sec.Conforms(xmlsafe.MessageLimits))
+	before := len(w.sim.Accepted())
+	_, err = c.SendSecured(ctx, sec, "")
+	require.ErrorIs(t, err, ErrEnvelope)
+	assert.Len(t, w.sim.Accepted(), before, "nothing was sent")
 }
 
 func TestSimulatorRefuses(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ import (
 //
 //	go test -run '^$' -bench 'RSA2048|PoolOverhead' -benchtime 3s ./pkcs11
 func BenchmarkRSA2048(b *testing.B) {
+	useSigningProcs(b)
 	env := newBenchEnv(b)
 	for _, c := range []int{1, 2, 8} {
 		b.Run(fmt.Sprintf("pool/c=%d", c), func(b *testing.B) {
@@ -47,6 +49,7 @@ func BenchmarkRSA2048(b *testing.B) {
 // 64 signatures, so that load from other processes on a shared machine hits both alike, and
 // reports the ratio of their rates (pool/bare; 1.0 = no overhead).
 func BenchmarkPoolVsBare(b *testing.B) {
+	useSigningProcs(b)
 	env := newBenchEnv(b)
 	for _, c := range []int{1, 2, 8} {
 		b.Run(fmt.Sprintf("c=%d", c), func(b *testing.B) {
@@ -77,6 +80,14 @@ func BenchmarkPoolVsBare(b *testing.B) {
 			b.ReportMetric(tBare.Seconds()/tPool.Seconds(), "pool/bare")
 		})
 	}
+}
+
+// useSigningProcs runs the benchmark with GOMAXPROCS as the aortagw binary
+// sets it (TuneGOMAXPROCS; bare loop and pool alike) and restores it after.
+func useSigningProcs(b *testing.B) {
+	old := runtime.GOMAXPROCS(0)
+	TuneGOMAXPROCS()
+	b.Cleanup(func() { runtime.GOMAXPROCS(old) })
 }
 
 func poolOp(k *Key) func() error {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/aortagw/aortagw/pkcs11"
 	"os"
 	"os/signal"
 	"syscall"
@@ -55,6 +56,7 @@ func newRootCmd() *cobra.Command {
 }
 
 func main() {
+	pkcs11.TuneGOMAXPROCS() // spare Ps for goroutines waiting on PKCS#11 C calls
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCmd().ExecuteContext(ctx)
 	stop()

@@ -92,6 +92,13 @@ type backend interface {
 	// write runs one statement as its own (autocommit) transaction on the
 	// write side: one round trip on PostgreSQL instead of three.
 	write() querier
+	// prepareHot prepares the per-message read statements (hotSQL) once.
+	// It runs after the migrations: SQLite cannot prepare a statement on a
+	// table that does not exist yet.
+	prepareHot(ctx context.Context, sqls [numHotStmts]string) error
+	// hotRow runs one of those statements on the read side, outside any
+	// transaction: each is a single statement, so it reads one snapshot.
+	hotRow(ctx context.Context, h hotStmt, args ...any) scanner
 	close()
 	dialect() dialect
 }
@@ -208,16 +215,45 @@ func (r sqlRows) Close()                 { _ = r.r.Close() }
 // sqliteBackend has one writer connection (SQLite allows one writer at a time
 // anyway; queueing in Go is cheaper than spinning on SQLITE_BUSY) and a small
 // pool of read-only connections that read concurrently thanks to WAL.
+//
+// The per-message reads are *sql.Stmt prepared once on the reader pool:
+// database/sql prepares each on a connection the first time it runs there and
+// keeps it (modernc.org/sqlite keeps the compiled statement), so a look-up no
+// longer pays sqlite3_prepare_v2 on every call. A Stmt is safe for concurrent
+// use.
 type sqliteBackend struct {
 	writer *sql.DB
 	reader *sql.DB
+	hot    [numHotStmts]*sql.Stmt
 }
 
 func (b *sqliteBackend) read() querier    { return sqlQ{b.reader} }
 func (b *sqliteBackend) write() querier   { return sqlQ{b.writer} }
 func (b *sqliteBackend) dialect() dialect { return dialectSQLite }
 
+func (b *sqliteBackend) prepareHot(ctx context.Context, sqls [numHotStmts]string) error {
+	for i, q := range sqls {
+		st, err := b.reader.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("store: prepare statement (n=%d): %w", i, err)
+		}
+		b.hot[i] = st
+	}
+	return nil
+}
+
+func (b *sqliteBackend) hotRow(ctx context.Context, h hotStmt, args ...any) scanner {
+	return sqlRow{b.hot[h].QueryRowContext(ctx, args...)}
+}
+
 func (b *sqliteBackend) close() {
+	// The statements stay in b.hot: a call racing with Close then gets
+	// "statement is closed" rather than a nil dereference.
+	for _, st := range b.hot {
+		if st != nil {
+			_ = st.Close()
+		}
+	}
 	_ = b.reader.Close()
 	_ = b.writer.Close()
 }
@@ -295,12 +331,27 @@ func (r pgRows) Scan(dest ...any) error { return r.r.Scan(dest...) }
 func (r pgRows) Err() error             { return r.r.Err() }
 func (r pgRows) Close()                 { r.r.Close() }
 
-type pgBackend struct{ pool *pgxpool.Pool }
+// pgBackend keeps only the text of the per-message reads: pgx's default
+// QueryExecModeCacheStatement prepares a statement once per connection, keyed
+// by its SQL text, and reuses it (openPostgres leaves that mode alone).
+type pgBackend struct {
+	pool *pgxpool.Pool
+	hot  [numHotStmts]string
+}
 
 func (b *pgBackend) read() querier    { return pgQ{pool: b.pool} }
 func (b *pgBackend) write() querier   { return pgQ{pool: b.pool} }
 func (b *pgBackend) dialect() dialect { return dialectPostgres }
 func (b *pgBackend) close()           { b.pool.Close() }
+
+func (b *pgBackend) prepareHot(_ context.Context, sqls [numHotStmts]string) error {
+	b.hot = sqls
+	return nil
+}
+
+func (b *pgBackend) hotRow(ctx context.Context, h hotStmt, args ...any) scanner {
+	return pgRow{b.pool.QueryRow(ctx, b.hot[h], args...)}
+}
 
 func (b *pgBackend) tx(ctx context.Context, fn func(q querier) error) (err error) {
 	tx, err := b.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})

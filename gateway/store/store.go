@@ -223,6 +223,10 @@ func Open(ctx context.Context, dsn string, opts Options) (Store, error) {
 		b.close()
 		return nil, err
 	}
+	if err := b.prepareHot(ctx, hotSQL(b.dialect())); err != nil {
+		b.close()
+		return nil, err
+	}
 	s := &sqlStore{b: b, d: b.dialect(), opts: opts, log: opts.Logger.With("component", "store", "backend", b.dialect().String())}
 	if err := s.registerMetrics(opts.Registerer); err != nil {
 		b.close()

@@ -237,9 +237,7 @@ func (s *sqlStore) FindEnrolment(ctx context.Context, ura, bsn string, at time.T
 	if ura == "" || bsn == "" {
 		return nil, fmt.Errorf("%w: ura and bsn required", ErrInvalid)
 	}
-	e, err := scanEnrolment(s.b.read().queryRow(ctx, `SELECT `+enrolmentCols+` FROM enrolments
-		WHERE ura = $1 AND bsn = $2 AND revoked_at IS NULL AND not_before <= $3 AND not_on_or_after > $3
-		ORDER BY issue_instant DESC, registered_at DESC LIMIT 1`, ura, bsn, s.d.ts(at)))
+	e, err := scanEnrolment(s.b.hotRow(ctx, hotFindEnrolment, ura, bsn, s.d.ts(at)))
 	if errors.Is(err, errNoRows) {
 		return nil, fmt.Errorf("%w: no valid enrolment (ura=%s)", ErrNotFound, ura)
 	}
@@ -309,43 +307,117 @@ func (s *sqlStore) FindMandate(ctx context.Context, mq MandateQuery) (*Mandate, 
 	if mq.URA == "" || mq.GiverUZI == "" || mq.Context == "" {
 		return nil, fmt.Errorf("%w: ura, giver and context required", ErrInvalid)
 	}
-	// One snapshot: the block check and the lookup must agree, and nothing is
-	// cached, so a revocation or block committed by any replica is seen by
-	// the next call.
-	var found *Mandate
-	err := s.readTx(ctx, false, func(q querier) error {
-		actorUZI := uziOf(mq.Actor)
-		var blocked int
-		if err := q.queryRow(ctx, "SELECT COUNT(*) FROM blocked_actors WHERE uzi = $1 OR uzi = $2",
-			mq.GiverUZI, actorUZI).Scan(&blocked); err != nil {
-			return fmt.Errorf("store: check blocked actors: %w", err)
+	// One statement, so one snapshot on both backends (no read transaction
+	// needed): the block check, the look-up and the mandated actors agree, and
+	// nothing is cached, so a revocation or block committed by any replica is
+	// seen by the next call.
+	actorUZI := uziOf(mq.Actor)
+	h, args := hotFindMandate, []any{mq.URA, mq.GiverUZI, mq.Context, mq.ApplicationID, s.d.ts(mq.At), actorUZI}
+	if mq.Actor != "" {
+		h, args = hotFindMandateActor, append(args, mq.Actor)
+	}
+	blocked, m, err := scanFoundMandate(s.b.hotRow(ctx, h, args...))
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("store: find mandate: %w", err)
+	case blocked:
+		return nil, fmt.Errorf("%w (giver=%s actor=%s)", ErrActorBlocked, mq.GiverUZI, mq.Actor)
+	case m == nil:
+		return nil, fmt.Errorf("%w: no covering mandate (giver=%s context=%s)", ErrNotFound, mq.GiverUZI, mq.Context)
+	}
+	return m, nil
+}
+
+// hotStmt names a read statement the gateway runs for every proxied message;
+// the backend prepares them once at Open (see prepareHot).
+type hotStmt int
+
+const (
+	hotFindEnrolment    hotStmt = iota // $1 ura, $2 bsn, $3 at
+	hotActorBlocked                    // $1 uzi
+	hotFindMandate                     // $1 ura, $2 giver, $3 context, $4 application, $5 at, $6 actor's UZI
+	hotFindMandateActor                // as hotFindMandate, plus $7 actor: only mandates naming $7 or $6
+	numHotStmts
+)
+
+// hotSQL returns the text of the hot statements for dialect d. Both backends
+// take $N placeholders (see db.go); only the aggregate that lists a mandate's
+// actors differs.
+//
+// The mandate look-up is one statement, so it reads one snapshot without a
+// transaction: a one-row source counting the blocked giver and actor, LEFT
+// JOINed with the newest covering mandate (if any), plus that one mandate's
+// actors as a JSON array (JSON, not a separator, because an actor may hold
+// any character). A blocked giver or actor is therefore reported even when no
+// mandate matches, as when the COUNT(*) ran first in a read transaction.
+func hotSQL(d dialect) [numHotStmts]string {
+	actors := `(SELECT json_group_array(a.actor ORDER BY a.actor) FROM mandate_actors a WHERE a.mandate_id = m.id)`
+	if d == dialectPostgres {
+		actors = `(SELECT json_agg(a.actor ORDER BY a.actor)::text FROM mandate_actors a WHERE a.mandate_id = m.id)`
+	}
+	findMandate := func(actorCond string) string {
+		return `SELECT b.blocked, m.*, ` + actors + ` AS actors
+			FROM (SELECT COUNT(*) AS blocked FROM blocked_actors WHERE uzi IN ($2, $6)) AS b
+			LEFT JOIN (
+				SELECT ` + mandateCols + `
+				FROM mandates t
+				WHERE t.ura = $1 AND t.giver_uzi = $2 AND t.context = $3 AND t.application_id = $4
+				AND t.revoked_at IS NULL AND t.not_before <= $5 AND t.valid_until > $5` + actorCond + `
+				ORDER BY t.issue_instant DESC, t.registered_at DESC LIMIT 1
+			) AS m ON 1 = 1`
+	}
+	return [numHotStmts]string{
+		hotFindEnrolment: `SELECT ` + enrolmentCols + ` FROM enrolments
+			WHERE ura = $1 AND bsn = $2 AND revoked_at IS NULL AND not_before <= $3 AND not_on_or_after > $3
+			ORDER BY issue_instant DESC, registered_at DESC LIMIT 1`,
+		hotActorBlocked: `SELECT COUNT(*) FROM blocked_actors WHERE uzi = $1`,
+		hotFindMandate:  findMandate(``),
+		hotFindMandateActor: findMandate(`
+				AND EXISTS (SELECT 1 FROM mandate_actors a WHERE a.mandate_id = t.id AND a.actor IN ($7, $6))`),
+	}
+}
+
+// scanFoundMandate reads the row of hotFindMandate: the blocked count, then
+// the mandate columns and its actors, all NULL when no mandate matched.
+func scanFoundMandate(r scanner) (blocked bool, _ *Mandate, _ error) {
+	var (
+		n                        int64
+		m                        Mandate
+		found                    bool
+		revAt                    time.Time
+		revBy, revReason, actors string
+	)
+	err := r.Scan(&n, presentString{&m.ID, &found}, nullString{&m.Issuer}, nullString{&m.URA}, nullString{&m.GiverUZI},
+		nullString{&m.GiverRole}, nullString{&m.ApplicationID}, nullString{&m.Context},
+		tsScan{&m.IssueInstant}, tsScan{&m.NotBefore}, tsScan{&m.NotOnOrAfter}, tsScan{&m.CertNotAfter},
+		&m.Raw, tsScan{&m.RegisteredAt}, nullString{&m.RegisteredBy}, tsScan{&revAt}, nullString{&revBy},
+		nullString{&revReason}, nullString{&actors})
+	if err != nil || !found {
+		return n > 0, nil, err
+	}
+	if !revAt.IsZero() {
+		m.Revocation = &Revocation{At: revAt, By: revBy, Reason: revReason}
+	}
+	if actors != "" {
+		if err := json.Unmarshal([]byte(actors), &m.Mandated); err != nil {
+			return n > 0, nil, fmt.Errorf("store: decode mandate actors (id=%s): %w", m.ID, err)
 		}
-		if blocked > 0 {
-			return fmt.Errorf("%w (giver=%s actor=%s)", ErrActorBlocked, mq.GiverUZI, mq.Actor)
+		if len(m.Mandated) == 0 {
+			m.Mandated = nil // as mandateActors: none is nil
 		}
-		query := `SELECT ` + mandateCols + ` FROM mandates m
-			WHERE ura = $1 AND giver_uzi = $2 AND context = $3 AND application_id = $4
-			AND revoked_at IS NULL AND not_before <= $5 AND valid_until > $5`
-		args := []any{mq.URA, mq.GiverUZI, mq.Context, mq.ApplicationID, s.d.ts(mq.At)}
-		if mq.Actor != "" {
-			query += ` AND EXISTS (SELECT 1 FROM mandate_actors a WHERE a.mandate_id = m.id AND a.actor IN ($6, $7))`
-			args = append(args, mq.Actor, actorUZI)
-		}
-		query += ` ORDER BY issue_instant DESC, registered_at DESC LIMIT 1`
-		m, err := scanMandate(q.queryRow(ctx, query, args...))
-		if errors.Is(err, errNoRows) {
-			return fmt.Errorf("%w: no covering mandate (giver=%s context=%s)", ErrNotFound, mq.GiverUZI, mq.Context)
-		}
-		if err != nil {
-			return fmt.Errorf("store: find mandate: %w", err)
-		}
-		if m.Mandated, err = s.mandateActors(ctx, q, m.ID); err != nil {
-			return fmt.Errorf("store: read mandate actors: %w", err)
-		}
-		found = m
-		return nil
-	})
-	return found, err
+	}
+	return n > 0, &m, nil
+}
+
+// presentString reads a nullable TEXT column and records whether it was NULL.
+type presentString struct {
+	s       *string
+	present *bool
+}
+
+func (p presentString) Scan(src any) error {
+	*p.present = src != nil
+	return nullString{p.s}.Scan(src)
 }
 
 // readTx runs fn on the read side. On SQLite it is always one read
@@ -612,7 +684,7 @@ func (s *sqlStore) UnblockActor(ctx context.Context, uzi, reason string) error {
 
 func (s *sqlStore) ActorBlocked(ctx context.Context, uzi string) (bool, error) {
 	var n int
-	if err := s.b.read().queryRow(ctx, "SELECT COUNT(*) FROM blocked_actors WHERE uzi = $1", uzi).Scan(&n); err != nil {
+	if err := s.b.hotRow(ctx, hotActorBlocked, uzi).Scan(&n); err != nil {
 		return false, fmt.Errorf("store: actor blocked: %w", err)
 	}
 	return n > 0, nil

@@ -8,9 +8,17 @@ import (
 // MaxTokenBytes caps one token handed to WithSecurity or Build.
 const MaxTokenBytes = 256 << 10
 
+// tokenLimits are the parse limits of one token in checkToken.
+var tokenLimits = Limits{MaxBytes: MaxTokenBytes, MaxDepth: 32, MaxAttrs: 32}
+
 // checkToken verifies that t is exactly one saml:Assertion element with no
 // prolog, so that splicing it cannot break or extend the envelope's
-// structure. The bytes are not changed.
+// structure. Inside the envelope the token must read exactly as it does on
+// its own, and ParseEnvelope must accept it in the Security header, so it
+// also refuses what would change meaning or break that parse in place: an
+// element without a namespace (it would inherit a default namespace from
+// the envelope), SOAP envelope elements and wsse:Security elements. The
+// bytes are not changed.
 func checkToken(t []byte) error {
 	if len(t) == 0 || len(t) > MaxTokenBytes {
 		return fmt.Errorf("%w (size=%d)", ErrInvalidToken, len(t))
@@ -19,8 +27,19 @@ func checkToken(t []byte) error {
 		return fmt.Errorf("%w: must start with '<' and end with '>'", ErrInvalidToken)
 	}
 	var rootSeen bool
-	err := newScanner(t, Limits{MaxBytes: MaxTokenBytes, MaxDepth: 32, MaxAttrs: 32}).check(func(ev event, el *element, _, _ int) error {
-		if ev == evStart && el.depth == 1 {
+	err := newScanner(t, tokenLimits).check(func(ev event, el *element, _, _ int) error {
+		if ev != evStart {
+			return nil
+		}
+		switch {
+		case el.space == "":
+			return fmt.Errorf("%w: element %s has no namespace", ErrInvalidToken, el.local)
+		case el.space == NS || el.space == NS12:
+			return fmt.Errorf("%w: soap element %s inside a token", ErrInvalidToken, el.local)
+		case el.space == NSWSSE && el.local == "Security":
+			return fmt.Errorf("%w: wsse:Security inside a token", ErrInvalidToken)
+		}
+		if el.depth == 1 {
 			if el.space != NSSAML || el.local != "Assertion" {
 				return fmt.Errorf("%w (root=%s)", ErrInvalidToken, el.local)
 			}

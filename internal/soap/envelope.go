@@ -74,6 +74,7 @@ type HeaderBlock struct {
 // Envelope is a parsed SOAP 1.1 envelope: the original bytes plus offsets.
 type Envelope struct {
 	raw          []byte
+	lim          Limits // the limits it was parsed under (defaults applied)
 	prefix       string // prefix of the Envelope element ("" for a default namespace)
 	envTagEnd    int    // offset just past the Envelope start tag
 	hasHeader    bool
@@ -109,7 +110,7 @@ func ParseEnvelope(b []byte, l Limits) (*Envelope, error) {
 // error, discard what body built.
 func ParseEnvelopeVisit(b []byte, l Limits, body func(tok xml.Token, scope map[string]string)) (*Envelope, error) {
 	l = withDefaults(l)
-	e := &Envelope{raw: b, security: -1}
+	e := &Envelope{raw: b, security: -1, lim: l}
 	p := &envParser{e: e}
 	sc := newScanner(b, l)
 	if body != nil {

@@ -303,6 +303,48 @@ func FuzzParseEnvelope(f *testing.F) {
 	})
 }
 
+// FuzzSecuredConforms checks the promise of (*Secured).Conforms: whatever
+// envelope and token pass ParseEnvelope and WithSecurity, the spliced
+// envelope passes ParseEnvelope under any limits it conforms to, with the
+// token and the body unchanged. A sender relies on this to skip its parse.
+func FuzzSecuredConforms(f *testing.F) {
+	f.Add([]byte(env("", hl7Body)), tokTrx, uint8(0))
+	f.Add([]byte(`<Envelope xmlns="`+NS+`"><Body>`+hl7Body+`</Body></Envelope>`), tokIns, uint8(1))
+	f.Add([]byte(`<S:Envelope xmlns:S="`+NS+`"><S:Header/><S:Body>`+hl7Body+`</S:Body></S:Envelope>`), tokMdt, uint8(2))
+	f.Fuzz(func(t *testing.T, envb, tok []byte, depth uint8) {
+		parseLim := Limits{MaxBytes: 1 << 16, MaxDepth: 8 + int(depth%60), MaxAttrs: 64}
+		e, err := ParseEnvelope(envb, parseLim)
+		if err != nil {
+			return
+		}
+		s, err := e.WithSecurity(tok)
+		if err != nil {
+			return
+		}
+		for _, l := range []Limits{{}, parseLim, {MaxBytes: 1 << 17, MaxDepth: 40, MaxAttrs: 40}, {MaxBytes: 1 << 17, MaxDepth: 35, MaxAttrs: 32}} {
+			if !s.Conforms(l) {
+				continue
+			}
+			e2, err := ParseEnvelope(s.Bytes(), l)
+			if err != nil {
+				t.Fatalf("Conforms(%+v) but ParseEnvelope refuses: %v\n%s", l, err, s.Bytes())
+			}
+			toks, err := e2.SecurityTokens()
+			if err != nil || len(toks) != 1 || !bytes.Equal(toks[0], tok) {
+				t.Fatalf("token not preserved: %v", err)
+			}
+			if !bytes.Equal(e2.Body(), e.Body()) {
+				t.Fatal("body changed")
+			}
+			sp, lo := e2.BodyName()
+			sp0, lo0 := s.BodyName()
+			if sp != sp0 || lo != lo0 {
+				t.Fatal("body name differs")
+			}
+		}
+	})
+}
+
 func FuzzParseFault(f *testing.F) {
 	f.Add(MarshalFault(Fault{Code: "zim:X", String: "y", Detail: "z"}))
 	f.Add([]byte(`<S:Envelope xmlns:S="` + NS + `"><S:Body><S:Fault><faultcode>S:Client</faultcode></S:Fault></S:Body></S:Envelope>`))
@@ -330,7 +372,8 @@ func TestEnvelopeWithSecurityMatchesWithSecurity(t *testing.T) {
 			for i := 0; i < 2; i++ { // the second time the token checks come from the cache
 				got, err := e.WithSecurity(tokIns, tokMdt, tokTrx)
 				require.NoError(t, err)
-				assert.Equal(t, want, got)
+				assert.Equal(t, want, got.Bytes())
+				assert.True(t, got.Conforms(Limits{}), "a splice of a default-limits parse conforms to the default limits")
 			}
 			assert.Equal(t, []byte(tc.env), e.Raw(), "the parsed envelope is not modified")
 		})
@@ -359,6 +402,11 @@ func TestEnvelopeWithSecurityRefuses(t *testing.T) {
 		{"modified token", good, [][]byte{broken}, ErrInvalidToken},
 		{"closes the header", good, [][]byte{[]byte(`</wsse:Security></soap:Header><soap:Body>`)}, ErrInvalidToken},
 		{"sender's own security header", smuggled, [][]byte{tokIns}, ErrSecurityPresent},
+		// A token must read the same inside the envelope as on its own, and
+		// must pass the envelope's own rules there.
+		{"element without a namespace", good, [][]byte{[]byte(`<saml:Assertion xmlns:saml="` + NSSAML + `"><Issuer/></saml:Assertion>`)}, ErrInvalidToken},
+		{"soap element inside", good, [][]byte{[]byte(`<saml:Assertion xmlns:saml="` + NSSAML + `"><s:Body xmlns:s="` + NS + `"/></saml:Assertion>`)}, ErrInvalidToken},
+		{"security inside", good, [][]byte{[]byte(`<saml:Assertion xmlns:saml="` + NSSAML + `"><w:Security xmlns:w="` + NSWSSE + `"/></saml:Assertion>`)}, ErrInvalidToken},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
