@@ -118,6 +118,10 @@ type TrustConfig struct {
 	// whose KeyInfo names the certificate by issuer and serial only.
 	CertificatesDir string        `yaml:"certificates_dir" toml:"certificates_dir"`
 	CRLMaxAge       time.Duration `yaml:"crl_max_age" toml:"crl_max_age"`
+	// CRLRefreshInterval is how often the CRL files are re-read (and the
+	// store's expired replay entries and old trigger jobs purged); it must
+	// be shorter than CRLMaxAge.
+	CRLRefreshInterval time.Duration `yaml:"crl_refresh_interval" toml:"crl_refresh_interval"`
 }
 
 // TokensConfig fixes the values the gateway writes into transaction tokens.
@@ -148,6 +152,9 @@ type TriggersConfig struct {
 	// extension is the queue's attempt id); default derived from the
 	// application id.
 	MessageIDRoot string `yaml:"message_id_root" toml:"message_id_root"`
+	// JobRetention is how long done and dead trigger jobs (and their
+	// results) are kept before the maintenance pass deletes them.
+	JobRetention time.Duration `yaml:"job_retention" toml:"job_retention"`
 	// TimeZone is where schedules are evaluated (default Europe/Amsterdam).
 	TimeZone string `yaml:"time_zone" toml:"time_zone"`
 }
@@ -220,7 +227,7 @@ func DefaultConfig() Config {
 			OpTimeout:      5 * time.Second,
 		},
 		Store: StoreConfig{DSN: "sqlite:aortagw.db"},
-		Trust: TrustConfig{CRLMaxAge: 48 * time.Hour},
+		Trust: TrustConfig{CRLMaxAge: 48 * time.Hour, CRLRefreshInterval: 15 * time.Minute},
 		Tokens: TokensConfig{
 			Audience:            ZIMAudience,
 			TransactionLifetime: 5 * time.Minute,
@@ -232,6 +239,7 @@ func DefaultConfig() Config {
 			Backoff:      2 * time.Second,
 			MaxBackoff:   5 * time.Minute,
 			PollInterval: time.Second,
+			JobRetention: 30 * 24 * time.Hour,
 			TimeZone:     "Europe/Amsterdam",
 		},
 		Log:          LogConfig{Level: "info", Format: "text"},
@@ -479,6 +487,13 @@ func (c *Config) Validate() error {
 	if c.Trust.UZIRootsFile == "" {
 		bad("trust.uzi_roots_file is required (registered tokens are validated against it)")
 	}
+	if c.Trust.CRLMaxAge <= 0 {
+		bad("trust.crl_max_age must be positive (got %s)", c.Trust.CRLMaxAge)
+	}
+	if c.Trust.CRLRefreshInterval < time.Minute || c.Trust.CRLRefreshInterval >= c.Trust.CRLMaxAge {
+		bad("trust.crl_refresh_interval must be at least 1m and shorter than trust.crl_max_age (got %s, crl_max_age %s)",
+			c.Trust.CRLRefreshInterval, c.Trust.CRLMaxAge)
+	}
 	if !validAppID(c.Tokens.ApplicationID) {
 		bad("tokens.application_id is required (the AORTA application id, digits)")
 	}
@@ -502,6 +517,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Triggers.Backoff <= 0 || c.Triggers.MaxBackoff < c.Triggers.Backoff || c.Triggers.PollInterval <= 0 {
 		bad("triggers.backoff, max_backoff and poll_interval must be positive, max_backoff >= backoff")
+	}
+	if c.Triggers.JobRetention < time.Hour {
+		bad("triggers.job_retention must be at least 1h (got %s)", c.Triggers.JobRetention)
 	}
 	for _, p := range c.Triggers.CallbackPrefixes {
 		pu, err := url.Parse(p)

@@ -45,6 +45,10 @@ lsp:
   timeout: 7s
 tokens:
   transaction_lifetime: 10m
+trust:
+  crl_refresh_interval: 5m
+triggers:
+  job_retention: 168h
 interactions:
   REPC_IN000001NL:
     context: https://example/ctx
@@ -75,6 +79,9 @@ timeout = "9s"
 			assert.EqualValues(t, 1000, c.XIS.MaxBodyBytes)
 			assert.Equal(t, 7*time.Second, c.LSP.Timeout)
 			assert.Equal(t, 10*time.Minute, c.Tokens.TransactionLifetime)
+			assert.Equal(t, 5*time.Minute, c.Trust.CRLRefreshInterval)
+			assert.Equal(t, 48*time.Hour, c.Trust.CRLMaxAge, "a key absent from the file keeps its default")
+			assert.Equal(t, 7*24*time.Hour, c.Triggers.JobRetention)
 			assert.Contains(t, c.Interactions, "REPC_IN000001NL")
 			assert.Contains(t, c.Interactions, "QURX_IN990111NL", "file entries merge with the defaults")
 			assert.Equal(t, "bearer", c.XIS.Auth, "keys absent from the file keep their earlier value")
@@ -164,6 +171,12 @@ func TestConfigValidate(t *testing.T) {
 		{name: "no lsp", mutate: func(c *Config) { c.LSP.Endpoint = "" }, want: "lsp.endpoint"},
 		{name: "bad callback prefix", mutate: func(c *Config) { c.Triggers.CallbackPrefixes = []string{"ftp://x"} }, want: "callback_prefixes"},
 		{name: "bad time zone", mutate: func(c *Config) { c.Triggers.TimeZone = "Mars/Olympus" }, want: "time_zone"},
+		{name: "crl refresh not shorter than max age", mutate: func(c *Config) { c.Trust.CRLRefreshInterval = c.Trust.CRLMaxAge }, want: "crl_refresh_interval"},
+		{name: "crl refresh too often", mutate: func(c *Config) { c.Trust.CRLRefreshInterval = time.Second }, want: "crl_refresh_interval"},
+		{name: "crl refresh hourly", mutate: func(c *Config) { c.Trust.CRLRefreshInterval = time.Hour }},
+		{name: "no crl max age", mutate: func(c *Config) { c.Trust.CRLMaxAge = 0 }, want: "crl_max_age"},
+		{name: "job retention under an hour", mutate: func(c *Config) { c.Triggers.JobRetention = time.Minute }, want: "job_retention"},
+		{name: "job retention a year", mutate: func(c *Config) { c.Triggers.JobRetention = 365 * 24 * time.Hour }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

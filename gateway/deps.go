@@ -16,9 +16,10 @@ import (
 )
 
 // TransactionSigner mints transaction tokens with the server key
-// (*tokens.Signer). It must be safe for concurrent use.
+// (*tokens.Signer), signing under ctx (deadline, and the actor the HSM
+// audit event names). It must be safe for concurrent use.
 type TransactionSigner interface {
-	SignTransaction(tokens.Transaction) (*tokens.Signed, error)
+	SignTransactionContext(ctx context.Context, t tokens.Transaction) (*tokens.Signed, error)
 }
 
 // Forwarder sends one envelope, spliced by (*soap.Envelope).WithSecurity,

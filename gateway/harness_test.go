@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -15,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -67,6 +69,7 @@ type env struct {
 	ura      string
 	bsn      string
 	signer   *tokens.Signer
+	key      *flakyKey     // the server key behind signer
 	offset   *atomic.Int64 // added to the gateway's clock
 	simTS    *httptest.Server
 	lastHdr  atomic.Pointer[http.Header] // headers of the last request at the simulator
@@ -111,7 +114,8 @@ func newEnv(t *testing.T, opts ...envOpt) *env {
 
 	e.startSimulator()
 
-	e.signer, err = tokens.NewSigner(&flakyKey{Signer: p.Server.Key, fail: e.failSign}, p.Server.Chain)
+	e.key = &flakyKey{Signer: p.Server.Key, fail: e.failSign}
+	e.signer, err = tokens.NewSigner(e.key, p.Server.Chain)
 	require.NoError(t, err)
 	tlsCert, err := mtls.Certificate(p.Server.Key, p.Server.Chain)
 	require.NoError(t, err)
@@ -369,17 +373,37 @@ func (e *env) auditOf(kind string) []store.AuditRecord {
 }
 
 // flakyKey is the real server key that can be made to fail, as an HSM
-// whose session broke would.
+// whose session broke would. Like pkcs11.Key it signs under a context, and
+// it records the actor each signature was made for (ActorFromContext).
 type flakyKey struct {
 	crypto.Signer
-	fail *atomic.Bool
+	fail   *atomic.Bool
+	mu     sync.Mutex
+	actors []string
 }
 
-func (k *flakyKey) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+func (k *flakyKey) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	return k.SignContext(context.Background(), digest, opts)
+}
+
+func (k *flakyKey) SignContext(ctx context.Context, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	k.mu.Lock()
+	k.actors = append(k.actors, ActorFromContext(ctx))
+	k.mu.Unlock()
 	if k.fail.Load() {
 		return nil, fmt.Errorf("pkcs11: C_Sign failed (rv=CKR_DEVICE_ERROR)")
 	}
-	return k.Signer.Sign(r, digest, opts)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return k.Signer.Sign(rand.Reader, digest, opts)
+}
+
+// signedFor returns the actors of the signatures made so far.
+func (k *flakyKey) signedFor() []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]string(nil), k.actors...)
 }
 
 // The gateway's store satisfies the mandate authority iam drives (leavers).

@@ -221,6 +221,12 @@ func (s *Server) forward(ctx context.Context, body []byte, src source, ev *store
 		return nil, fail(CodeStoreUnavailable, err, "the token store is unavailable")
 	}
 	ev.TokenIDs = append(ev.TokenIDs, mdt.ID)
+	// The server key's signatures for this message (the transaction token,
+	// a new mTLS handshake) name the acting person in the HSM audit event;
+	// a trigger's query is the system's (systemKey).
+	if src.trigger == "" {
+		ctx = WithActor(ctx, "uzi:"+msg.AuthorUZI)
+	}
 
 	// (3)-(5), at most maxSends times: the LSP client never resends, but
 	// when a send provably did not reach the LSP (lsp.ErrRetryable: dial
@@ -263,7 +269,7 @@ func (s *Server) sendOnce(ctx context.Context, env *soap.Envelope, msg *hl7.Mess
 	ic InteractionConfig, enr *store.Enrolment, mdt *store.Mandate, ev *store.AuditRecord, base []string) (*result, error) {
 	// (3) a fresh transaction token, signed by the server key in the HSM.
 	t0 := time.Now()
-	tx, err := s.deps.Signer.SignTransaction(tokens.Transaction{
+	tx, err := s.deps.Signer.SignTransactionContext(ctx, tokens.Transaction{
 		URA: ura, NameID: "", BSN: msg.BSN,
 		InteractionID: msg.InteractionID, MessageIDRoot: msg.MessageIDRoot, MessageIDExt: msg.MessageIDExt,
 		ApplicationID: s.appURN(), Context: ic.Context,

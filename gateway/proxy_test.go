@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -77,6 +78,8 @@ func TestProxyEndToEnd(t *testing.T) {
 	rep, err := e.st.VerifyChain(context.Background())
 	require.NoError(t, err)
 	assert.True(t, rep.OK)
+	// Each transaction token was signed in the name of the acting person.
+	assert.Equal(t, slices.Repeat([]string{"uzi:" + e.actor.UZI}, 3), e.key.signedFor())
 
 	// The caregiver himself, without overseer: his mandate names this application.
 	resp, b := e.post(e.query(e.giver, nil, e.bsn), nil)

@@ -130,6 +130,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (rt *Runtime, er
 	maint, err := NewMaintainer(MaintainerConfig{
 		CRLFiles: cfg.Trust.CRLFiles, CAs: trust.cas, Initial: trust.crls, Updater: validator,
 		Store: st, Logger: logger, Registerer: rt.Registry,
+		Interval: cfg.Trust.CRLRefreshInterval, JobRetention: cfg.Triggers.JobRetention,
 	})
 	if err != nil {
 		return nil, err
@@ -214,19 +215,13 @@ func ActorFromContext(ctx context.Context) string {
 // SystemActor is the actor name of the gateway itself (application id).
 func SystemActor(applicationID string) string { return "system:aortagw:" + applicationID }
 
-// contextKey is a key that signs with a context (*pkcs11.Key).
-type contextKey interface {
-	crypto.Signer
-	SignContext(ctx context.Context, digest []byte, opts crypto.SignerOpts) ([]byte, error)
-}
-
 // systemKey is the server key with a default actor: a signature whose
-// context names no actor (tokens.Signer signs without a context) is made in
-// the name of the system, the holder of the server key. It is a
+// context names no actor (a trigger's query, a signature outside a request)
+// is made in the name of the system, the holder of the server key. It is a
 // crypto.Signer and passes contexts through (lsp signs the mTLS handshake
 // with the request's context).
 type systemKey struct {
-	key   contextKey
+	key   tokens.ContextSigner
 	actor string
 }
 

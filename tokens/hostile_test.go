@@ -28,7 +28,7 @@ func forge(t testing.TB, c *tcert, tr Transaction, embed bool) []byte {
 	if len(tr.Audiences) == 0 {
 		tr.Audiences = []string{AudienceZIM}
 	}
-	signed, err := s.sign(buildTransaction(&tr, name, s.serial), TypeTransaction, tr.ID, URAPrefix+tr.URA, tr.NotOnOrAfter)
+	signed, err := s.sign(context.Background(), buildTransaction(&tr, name, s.serial), TypeTransaction, tr.ID, URAPrefix+tr.URA, tr.NotOnOrAfter)
 	require.NoError(t, err)
 	return signed.Bytes()
 }
@@ -190,7 +190,7 @@ func resign(t testing.TB, c *tcert, unsigned string) string {
 	require.NoError(t, err)
 	name, _ := RenderIssuerName(c.cert.RawIssuer)
 	s := &Signer{key: c.key, leaf: c.cert, issuerName: name, serial: c.cert.SerialNumber.String()}
-	signed, err := s.sign(doc, TypeTransaction, "x", "x", t0)
+	signed, err := s.sign(context.Background(), doc, TypeTransaction, "x", "x", t0)
 	require.NoError(t, err)
 	return string(signed.Bytes())
 }
@@ -271,7 +271,7 @@ func TestEnrolmentAndMandateChecks(t *testing.T) {
 		require.NoError(t, err)
 		name, _ := RenderIssuerName(p.zAut.cert.RawIssuer)
 		sg := &Signer{key: p.zAut.key, leaf: p.zAut.cert, issuerName: name, serial: p.zAut.cert.SerialNumber.String()}
-		out, err := sg.sign(doc, TypeEnrolment, "x", "x", t0)
+		out, err := sg.sign(context.Background(), doc, TypeEnrolment, "x", "x", t0)
 		require.NoError(t, err)
 		return out.Bytes()
 	}
@@ -301,7 +301,7 @@ func forgeEnrolmentWith(t testing.TB, c *tcert) []byte {
 	s := &Signer{key: c.key, leaf: c.cert, issuerName: name, serial: c.cert.SerialNumber.String(), embedCert: true}
 	e := sampleEnrolment()
 	e.ID, e.IssueInstant, e.AuthnInstant, e.NotBefore, e.NotOnOrAfter, e.Uitvoerder, e.Audiences = "ins_x", t0, t0, t0, t0.Add(24*time.Hour), "000012345", []string{AudienceZIM}
-	out, err := s.sign(buildEnrolment(&e, name, s.serial), TypeEnrolment, e.ID, "x", e.NotOnOrAfter)
+	out, err := s.sign(context.Background(), buildEnrolment(&e, name, s.serial), TypeEnrolment, e.ID, "x", e.NotOnOrAfter)
 	require.NoError(t, err)
 	return out.Bytes()
 }

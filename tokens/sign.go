@@ -2,10 +2,12 @@ package tokens
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/rsa"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 	"time"
@@ -270,7 +272,7 @@ func (s *Signer) SignEnrolment(e Enrolment) (*Signed, error) {
 		return nil, err
 	}
 	el := buildEnrolment(&e, s.issuerName, s.serial)
-	return s.sign(el, TypeEnrolment, e.ID, URAPrefix+e.URA, e.NotOnOrAfter)
+	return s.sign(context.Background(), el, TypeEnrolment, e.ID, URAPrefix+e.URA, e.NotOnOrAfter)
 }
 
 // SignMandate signs a mandaattoken with the non-repudiation key of a Z/N card.
@@ -336,7 +338,7 @@ func (s *Signer) SignMandate(m Mandate) (*Signed, error) {
 	if m.Audiences, err = audiences(m.Audiences); err != nil {
 		return nil, err
 	}
-	return s.sign(buildMandate(&m), TypeMandate, m.ID, UZIPrefix+m.GiverUZI, m.NotOnOrAfter)
+	return s.sign(context.Background(), buildMandate(&m), TypeMandate, m.ID, UZIPrefix+m.GiverUZI, m.NotOnOrAfter)
 }
 
 func validMandated(g string) bool {
@@ -353,6 +355,14 @@ func validMandated(g string) bool {
 // authentication key NameID is "<UZI>:<role>" of the certificate; with the
 // server certificate NameID is empty (conditional query).
 func (s *Signer) SignTransaction(t Transaction) (*Signed, error) {
+	return s.SignTransactionContext(context.Background(), t)
+}
+
+// SignTransactionContext is SignTransaction with the signature made under
+// ctx when the key is a ContextSigner (package pkcs11's keys are): the
+// caller's deadline and cancellation bound the wait for the HSM, and the
+// key's audit event sees ctx (the gateway names the acting person in it).
+func (s *Signer) SignTransactionContext(ctx context.Context, t Transaction) (*Signed, error) {
 	now := truncMillis(s.now())
 	if err := s.checkSigner(TypeTransaction, now); err != nil {
 		return nil, err
@@ -408,7 +418,7 @@ func (s *Signer) SignTransaction(t Transaction) (*Signed, error) {
 	if t.Audiences, err = audiences(t.Audiences); err != nil {
 		return nil, err
 	}
-	return s.sign(buildTransaction(&t, s.issuerName, s.serial), TypeTransaction, t.ID, URAPrefix+t.URA, t.NotOnOrAfter)
+	return s.sign(ctx, buildTransaction(&t, s.issuerName, s.serial), TypeTransaction, t.ID, URAPrefix+t.URA, t.NotOnOrAfter)
 }
 
 // sign is the one signing recipe (CONVENTIONS 12): goxmldsig SigningContext
@@ -416,21 +426,25 @@ func (s *Signer) SignTransaction(t Transaction) (*Signed, error) {
 // tests), RSA-SHA256 set explicitly, SHA-256 digest, Reference "#ID",
 // transforms enveloped + exc-c14n; Signature inserted right after Issuer;
 // serialised once, in canonical form.
-func (s *Signer) sign(el *etree.Element, t Type, id, issuer string, noa time.Time) (*Signed, error) {
+func (s *Signer) sign(ctx context.Context, el *etree.Element, t Type, id, issuer string, noa time.Time) (*Signed, error) {
 	var certs [][]byte
 	if s.embedCert {
 		certs = [][]byte{s.leaf.Raw}
 	}
-	ctx, err := dsig.NewSigningContext(s.key, certs)
+	key := s.key
+	if cs, ok := key.(ContextSigner); ok {
+		key = boundSigner{cs, ctx}
+	}
+	sc, err := dsig.NewSigningContext(key, certs)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrSigningFailed, err)
 	}
 	rec := &recordingCanonicalizer{}
-	ctx.Canonicalizer = rec
-	if err := ctx.SetSignatureMethod(dsig.RSASHA256SignatureMethod); err != nil {
+	sc.Canonicalizer = rec
+	if err := sc.SetSignatureMethod(dsig.RSASHA256SignatureMethod); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrSigningFailed, err)
 	}
-	sig, err := ctx.ConstructSignature(el, true)
+	sig, err := sc.ConstructSignature(el, true)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrSigningFailed, err)
 	}
@@ -453,6 +467,25 @@ func (s *Signer) sign(el *etree.Element, t Type, id, issuer string, noa time.Tim
 	excC14N(&buf, sig, nil)
 	buf.Write(rec.first[i:])
 	return &Signed{typ: t, id: id, issuer: issuer, notOnOrAfter: noa, raw: buf.Bytes()}, nil
+}
+
+// ContextSigner is a crypto.Signer that can sign under a context
+// (deadline, cancellation, the audit event's actor); *pkcs11.Key is one.
+type ContextSigner interface {
+	crypto.Signer
+	SignContext(ctx context.Context, digest []byte, opts crypto.SignerOpts) ([]byte, error)
+}
+
+// boundSigner is a ContextSigner fixed to one context, for goxmldsig, which
+// calls crypto.Signer.Sign. One per signature.
+type boundSigner struct {
+	ContextSigner
+	ctx context.Context
+}
+
+// Sign signs under the bound context.
+func (b boundSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	return b.SignContext(b.ctx, digest, opts)
 }
 
 // recordingCanonicalizer is the exclusive canonicaliser that keeps the first

@@ -88,6 +88,45 @@ func TestSignWithSoftHSM(t *testing.T) {
 	assert.Equal(t, "", got.Transaction.NameID)
 }
 
+type actorKey struct{}
+
+// TestSignTransactionContext checks that a transaction token is signed under
+// the caller's context: the key's audit event sees it, and a cancelled
+// context signs nothing.
+func TestSignTransactionContext(t *testing.T) {
+	p := softHSMPKI(t)
+	var mu sync.Mutex
+	var actors []string
+	k, err := pkcs11.Open(context.Background(), p.Server.KeyURI, pkcs11.Options{AllowedModules: []string{p.Module},
+		Actor: func(ctx context.Context) string { a, _ := ctx.Value(actorKey{}).(string); return a },
+		Audit: func(_ context.Context, ev pkcs11.AuditEvent) {
+			mu.Lock()
+			actors = append(actors, ev.Actor)
+			mu.Unlock()
+		}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = k.Close() })
+	id, err := uzi.Parse(p.Server.Cert)
+	require.NoError(t, err)
+	s, err := NewSigner(k, p.Server.Chain, WithClock(fixedClock(p.Now)))
+	require.NoError(t, err)
+
+	ctx := context.WithValue(context.Background(), actorKey{}, "uzi:900000001")
+	_, err = s.SignTransactionContext(ctx, hsmTransaction(id.URA))
+	require.NoError(t, err)
+	_, err = s.SignTransaction(hsmTransaction(id.URA))
+	require.NoError(t, err)
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	tok, err := s.SignTransactionContext(cctx, hsmTransaction(id.URA))
+	require.ErrorIs(t, err, ErrSigningFailed)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Nil(t, tok)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []string{"uzi:900000001", "", "uzi:900000001"}, actors)
+}
+
 // BenchmarkSoftHSM compares one raw C_Sign (RSA-2048 PKCS#1 v1.5 over a
 // SHA-256 digest) with building, signing and serialising a transaction token
 // with the same SoftHSM key, one operation in flight.

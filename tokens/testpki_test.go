@@ -77,7 +77,7 @@ func TestWithTestPKI(t *testing.T) {
 		if id != nil {
 			tr.URA, tr.NameID = id.URA, id.NameID()
 		}
-		out, err := s.sign(buildTransaction(&tr, name, s.serial), TypeTransaction, tr.ID, "x", tr.NotOnOrAfter)
+		out, err := s.sign(context.Background(), buildTransaction(&tr, name, s.serial), TypeTransaction, tr.ID, "x", tr.NotOnOrAfter)
 		require.NoError(t, err)
 		return out.Bytes()
 	}
