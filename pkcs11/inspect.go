@@ -10,10 +10,16 @@ import (
 )
 
 // Inspect lists the slots, tokens, mechanisms and objects of the module at modulePath (for
-// `aortagw hsm list`). With pinFile set it logs in to each token once (exactly one attempt) so
-// private keys are listed too. The module is loaded through the shared registry and released
-// before Inspect returns. Like OpenAdmin it takes no allow-list: the operator names the module.
-func Inspect(modulePath, pinFile string) (*ModuleListing, error) {
+// `aortagw hsm list`). With pinFile set it logs in once (exactly one attempt) to the token
+// labelled loginToken, and only to that one, so its private keys are listed too: a PIN is never
+// tried on another token (a smartcard counts every wrong PIN towards its lock). pinFile without
+// loginToken is refused with ErrInvalidURI. The module is loaded through the shared registry and
+// released before Inspect returns. Like OpenAdmin it takes no allow-list: the operator names the
+// module.
+func Inspect(modulePath, pinFile, loginToken string) (*ModuleListing, error) {
+	if pinFile != "" && loginToken == "" {
+		return nil, fmt.Errorf("%w: a PIN file needs the label of the one token to log in to", ErrInvalidURI)
+	}
 	r, err := resolveModule(modulePath)
 	if err != nil {
 		return nil, err
@@ -42,7 +48,7 @@ func Inspect(modulePath, pinFile string) (*ModuleListing, error) {
 		}
 		sl.Description, sl.Manufacturer = si.SlotDescription, si.ManufacturerID
 		if si.Flags&pkcs11.CKF_TOKEN_PRESENT != 0 {
-			tl, err := inspectToken(m, s, modulePath, pinFile)
+			tl, err := inspectToken(m, s, modulePath, pinFile, loginToken)
 			if err != nil {
 				return nil, err
 			}
@@ -63,7 +69,7 @@ func sessionCount(n uint) string {
 	return fmt.Sprint(n)
 }
 
-func inspectToken(m module, slot uint, modulePath, pinFile string) (*TokenListing, error) {
+func inspectToken(m module, slot uint, modulePath, pinFile, loginToken string) (*TokenListing, error) {
 	ti, err := m.GetTokenInfo(slot)
 	if err != nil {
 		return nil, opErr("C_GetTokenInfo", err)
@@ -72,6 +78,9 @@ func inspectToken(m module, slot uint, modulePath, pinFile string) (*TokenListin
 		Initialized:   ti.Flags&pkcs11.CKF_TOKEN_INITIALIZED != 0,
 		LoginRequired: ti.Flags&pkcs11.CKF_LOGIN_REQUIRED != 0,
 		MaxSessions:   sessionCount(ti.MaxSessionCount), MaxRwSessions: sessionCount(ti.MaxRwSessionCount)}
+	if ti.Label != loginToken {
+		pinFile = "" // never try a PIN on a token it was not given for
+	}
 	base := &URI{path: map[string]string{"token": ti.Label, "serial": ti.SerialNumber}, query: map[string]string{"module-path": modulePath}}
 	if pinFile != "" {
 		base.query["pin-source"] = "file:" + pinFile

@@ -86,10 +86,13 @@ func openToken(ctx context.Context, u *URI, opts Options) (*library, *token, err
 	if u.HasPINValue() && !opts.AllowPINValue {
 		return nil, nil, ErrPINValueNotAllowed
 	}
-	if _, ok := u.Query("module-name"); ok {
-		return nil, nil, fmt.Errorf("%w: module-name is not supported, use module-path (uri=%s)", ErrInvalidURI, u.Redacted())
-	}
 	mp := u.ModulePath()
+	if name, ok := u.Query("module-name"); ok {
+		var err error
+		if mp, err = moduleByName(name, opts.AllowedModules); err != nil {
+			return nil, nil, err
+		}
+	}
 	if mp == "" {
 		mp = opts.ModulePath
 	}

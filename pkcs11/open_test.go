@@ -45,6 +45,18 @@ func TestOpenThroughRegistry(t *testing.T) {
 		assert.ErrorIs(t, err, ErrUnsupported)
 	})
 
+	t.Run("module-name resolves within the allow-list", func(t *testing.T) {
+		byName := b.uri(idAuth) + "&module-name=softhsm2"
+		_, err := Open(ctx, byName, Options{})
+		assert.ErrorIs(t, err, ErrModuleNotAllowed, "nothing allowed: a name finds nothing")
+		k, err := Open(ctx, byName, Options{AllowedModules: []string{mod}})
+		require.NoError(t, err)
+		defer k.Close()
+		sig, err := k.SignContext(ctx, digest, crypto.SHA256)
+		require.NoError(t, err)
+		verify(t, k, sig, crypto.SHA256)
+	})
+
 	t.Run("sign, metrics, audit", func(t *testing.T) {
 		reg := prometheus.NewRegistry()
 		var mu sync.Mutex

@@ -76,4 +76,4 @@ func OpenForPurpose(context.Context, string, uzi.KeyPurpose, Options) (*Key, err
 func (*Key) URI() string { return "" }
 
 // Inspect always fails with ErrNoCgo in this build.
-func Inspect(string, string) (*ModuleListing, error) { return nil, ErrNoCgo }
+func Inspect(string, string, string) (*ModuleListing, error) { return nil, ErrNoCgo }

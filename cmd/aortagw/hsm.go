@@ -33,16 +33,17 @@ func newHSMCmd() *cobra.Command {
 const defaultHSMModule = "/usr/lib/softhsm/libsofthsm2.so"
 
 func newHSMListCmd() *cobra.Command {
-	var module, pinFile string
+	var module, pinFile, token string
 	c := &cobra.Command{
 		Use:   "list",
 		Short: "List slots, tokens, mechanisms, keys and certificates of a PKCS#11 module",
 		Long: "List slots, tokens, mechanisms, keys and certificates of a PKCS#11 module.\n" +
-			"Private keys are shown only after a login: pass --pin-file (one login attempt per\n" +
-			"token; a wrong PIN is never retried). PINs are never printed.",
+			"Private keys are shown only after a login: pass --token LABEL and --pin-file; the PIN\n" +
+			"is tried once, on that token only (a wrong PIN is never retried, and never tried on\n" +
+			"another card). PINs are never printed.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := pkcs11.Inspect(module, pinFile)
+			l, err := pkcs11.Inspect(module, pinFile, token)
 			if err != nil {
 				return err
 			}
@@ -51,7 +52,9 @@ func newHSMListCmd() *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&module, "module", defaultHSMModule, "PKCS#11 module (absolute path)")
-	c.Flags().StringVar(&pinFile, "pin-file", "", "user PIN file (mode 0600/0400) to list private keys")
+	c.Flags().StringVar(&pinFile, "pin-file", "", "user PIN file (mode 0600/0400) to list the private keys of --token")
+	c.Flags().StringVar(&token, "token", "", "label of the token to log in to with --pin-file")
+	c.MarkFlagsRequiredTogether("pin-file", "token")
 	return c
 }
 
@@ -87,7 +90,7 @@ func printListing(w io.Writer, l *pkcs11.ModuleListing) {
 		}
 		fmt.Fprintln(w)
 		if !t.LoggedIn && t.LoginRequired {
-			fmt.Fprintln(w, "  (not logged in: private keys hidden; use --pin-file)")
+			fmt.Fprintln(w, "  (not logged in: private keys hidden; use --token and --pin-file)")
 		}
 		if len(t.Objects) == 0 {
 			fmt.Fprintln(w, "  no objects")
