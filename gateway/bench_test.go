@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,7 +39,8 @@ import (
 //
 // It then starts the gateway again in a process of its own and measures its
 // CPU time per message (benchproc_test.go). AORTAGW_BENCH_LEVEL (default 5s)
-// sets the time per level and AORTAGW_BENCH_SOAK (e.g. 10m) adds a soak of
+// sets the time per level, AORTAGW_BENCH_CONC (default 1,8,32,64) the
+// concurrency levels, and AORTAGW_BENCH_SOAK (e.g. 10m) adds a soak of
 // that process at concurrency 32 that samples its heap and RSS.
 func BenchmarkGatewayEndToEnd(b *testing.B) {
 	module := testenv.SoftHSMModule(b)
@@ -52,6 +54,17 @@ func BenchmarkGatewayEndToEnd(b *testing.B) {
 			b.Fatal(err)
 		}
 		level = d
+	}
+	concs := []int{1, 8, 32, 64}
+	if v := os.Getenv("AORTAGW_BENCH_CONC"); v != "" {
+		concs = concs[:0]
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				b.Fatalf("AORTAGW_BENCH_CONC: %q is not a list of positive numbers", v)
+			}
+			concs = append(concs, n)
+		}
 	}
 	ctx := context.Background()
 	dbDir := testenv.ShortTempDir(b) // on disk; AORTAGW_BENCH_DB_DIR=/dev/shm shows the cost of fsync
@@ -224,7 +237,7 @@ func BenchmarkGatewayEndToEnd(b *testing.B) {
 		raw, raw1, r(cpuPerSign))
 	fmt.Fprintf(&sb, "%-5s | %10s %9s %9s | %10s %9s %9s | %9s %9s | %s\n", "conc", "gw msg/s", "gw p50", "gw p99",
 		"direct/s", "dir p50", "dir p99", "add p50", "add p99", "gw/raw")
-	for _, conc := range []int{1, 8, 32, 64} {
+	for _, conc := range concs {
 		// Direct first (pre-minted envelopes, enough for the level).
 		dirRate0, _, _ := run(conc, 300*time.Millisecond, func(int) error { return viaGateway() }) // warm both paths
 		_ = dirRate0
@@ -258,7 +271,7 @@ func BenchmarkGatewayEndToEnd(b *testing.B) {
 	simH := *d.upstream.Load()
 	d.upstream.Store(&cannedH)
 	fmt.Fprintf(&sb, "gateway -> instant upstream (no token checks at the LSP side):\n")
-	for _, conc := range []int{1, 8, 32, 64} {
+	for _, conc := range concs {
 		gRate, gLat, gErr := run(conc, level, func(int) error { return viaGateway() })
 		fmt.Fprintf(&sb, "%-5d | %10.0f %9s %9s | gw/raw %.2f (errors %d)\n", conc, gRate, r(pct(gLat, .5)), r(pct(gLat, .99)), gRate/raw, gErr)
 	}
@@ -290,7 +303,7 @@ func BenchmarkGatewayEndToEnd(b *testing.B) {
 	split := func(title string) {
 		fmt.Fprintf(&sb, "%s\n%-5s | %10s %9s %9s | %11s %10s | %s\n", title, "conc", "gw msg/s", "gw p50", "gw p99",
 			"gw CPU/msg", "alone/s", "alone/raw")
-		for _, conc := range []int{1, 8, 32, 64} {
+		for _, conc := range concs {
 			_, _, _ = run(conc, 300*time.Millisecond, func(int) error { return viaGateway() })
 			c0 := child.cpu()
 			gRate, gLat, gErr := run(conc, level, func(int) error { return viaGateway() })
