@@ -12,8 +12,8 @@ import (
 // goroutine that made the C call to the caller (CONVENTIONS G8). With as many
 // Ps as CPUs and every CPU inside C_Sign, that caller waits for a P; with
 // spare Ps it runs at once. Measured on 2 CPUs (docs/benchmarks.md): the pool
-// against a bare C_Sign loop at concurrency 2 went from 0.85-0.88 to
-// 0.98-1.03.
+// against a bare C_Sign loop at concurrency 2 went from a median 0.88 to 0.97
+// on a quiet host; when the host is contended both settings drop to 0.8-0.9.
 func SigningGOMAXPROCS() int { return 2 * startProcs }
 
 // startProcs is GOMAXPROCS as the process started (the runtime's default,
