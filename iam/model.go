@@ -106,50 +106,49 @@ func (p *Person) Field(name string) string {
 	case "email":
 		return p.Email
 	}
-	switch strings.ToLower(name) {
-	case "id":
-		return p.ID
-	case "givenname":
-		return p.GivenName
-	case "familyname":
-		return p.FamilyName
-	case "displayname":
-		return p.Name()
-	case "email":
-		return p.Email
-	case "privateemail":
-		return p.PrivateEmail
-	case "employeenumber":
-		return p.EmployeeNumber
-	case "uzi":
-		return p.UZI
-	case "agb":
-		return p.AGB
-	case "big":
-		return p.BIG
+	if strings.EqualFold(name, "displayname") {
+		return p.Name() // falls back to the given and family name
+	}
+	if f := p.stored(name); f != nil {
+		return *f
 	}
 	return ""
 }
 
+// setField sets the stored field named name (case-insensitive); unknown
+// names are ignored.
 func (p *Person) setField(name, v string) {
-	switch strings.ToLower(name) {
-	case "email":
-		p.Email = v
-	case "givenname":
-		p.GivenName = v
-	case "familyname":
-		p.FamilyName = v
-	case "displayname":
-		p.DisplayName = v
-	case "employeenumber":
-		p.EmployeeNumber = v
-	case "uzi":
-		p.UZI = v
-	case "agb":
-		p.AGB = v
-	case "big":
-		p.BIG = v
+	if f := p.stored(name); f != nil {
+		*f = v
 	}
+}
+
+// stored returns the Person's string field named name (case-insensitive),
+// or nil: the one table behind Field and setField.
+func (p *Person) stored(name string) *string {
+	switch strings.ToLower(name) {
+	case "id":
+		return &p.ID
+	case "givenname":
+		return &p.GivenName
+	case "familyname":
+		return &p.FamilyName
+	case "displayname":
+		return &p.DisplayName
+	case "email":
+		return &p.Email
+	case "privateemail":
+		return &p.PrivateEmail
+	case "employeenumber":
+		return &p.EmployeeNumber
+	case "uzi":
+		return &p.UZI
+	case "agb":
+		return &p.AGB
+	case "big":
+		return &p.BIG
+	}
+	return nil
 }
 
 // State is a person's lifecycle state at a moment.
