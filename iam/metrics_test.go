@@ -19,16 +19,20 @@ import (
 	"github.com/aortagw/aortagw/iam/store"
 )
 
-func TestMetrics(t *testing.T) {
+// newMandateEngine is an engine with one rule granting the mandate target to
+// everyone with a UZI number, on a fresh store, gateway authority and
+// registry; all are closed when the test ends.
+func newMandateEngine(t *testing.T) (*iam.Engine, *store.SQLite, *clock, *prometheus.Registry) {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	clk := newClock(t0)
 	st, err := store.Open(ctx, filepath.Join(dir, "iam.db"))
 	require.NoError(t, err)
-	defer st.Close()
+	t.Cleanup(func() { _ = st.Close() })
 	auth, err := authoritytest.Open(ctx, filepath.Join(dir, "gw.db"), clk.Now)
 	require.NoError(t, err)
-	defer auth.Close()
+	t.Cleanup(func() { _ = auth.Close() })
 	mc, err := mandate.New("mandates", auth, st, clk.Now)
 	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
@@ -37,7 +41,13 @@ func TestMetrics(t *testing.T) {
 		Targets: []iam.TargetConfig{{Name: "mandates", CorrelationField: "uzi"}},
 	}, st, []iam.Connector{mc}, iam.Options{Now: clk.Now, NewID: ids(), Registerer: reg})
 	require.NoError(t, err)
-	_, err = eng.Import(ctx, "hr", []iam.Person{{ID: "p1", UZI: "123456782", Contracts: []iam.Contract{{ID: "c", Start: day(-1)}}}}, "test")
+	return eng, st, clk, reg
+}
+
+func TestMetrics(t *testing.T) {
+	ctx := context.Background()
+	eng, st, clk, reg := newMandateEngine(t)
+	_, err := eng.Import(ctx, "hr", []iam.Person{{ID: "p1", UZI: "123456782", Contracts: []iam.Contract{{ID: "c", Start: day(-1)}}}}, "test")
 	require.NoError(t, err)
 	_, err = eng.Reconcile(ctx, iam.RunOptions{})
 	require.NoError(t, err)
@@ -61,22 +71,7 @@ aortagw_iam_runs_total{kind="reconcile",outcome="ok"} 1
 // BulkThreshold persons is applied by a full reconciliation in Run.
 func TestBulkImportRunsOneReconciliation(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	clk := newClock(t0)
-	st, err := store.Open(ctx, filepath.Join(dir, "iam.db"))
-	require.NoError(t, err)
-	defer st.Close()
-	auth, err := authoritytest.Open(ctx, filepath.Join(dir, "gw.db"), clk.Now)
-	require.NoError(t, err)
-	defer auth.Close()
-	mc, err := mandate.New("mandates", auth, st, clk.Now)
-	require.NoError(t, err)
-	reg := prometheus.NewRegistry()
-	eng, err := iam.New(iam.Config{
-		Rules:   []iam.Rule{{Name: "uzi", Entitlements: []iam.Entitlement{{Target: "mandates"}}}},
-		Targets: []iam.TargetConfig{{Name: "mandates", CorrelationField: "uzi"}},
-	}, st, []iam.Connector{mc}, iam.Options{Now: clk.Now, NewID: ids(), Registerer: reg})
-	require.NoError(t, err)
+	eng, st, _, _ := newMandateEngine(t)
 	n := iam.BulkThreshold + 44
 	ps := make([]iam.Person, n)
 	for i := range ps {
@@ -86,7 +81,7 @@ func TestBulkImportRunsOneReconciliation(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- eng.Run(runCtx) }()
 	defer func() { cancel(); assert.NoError(t, <-done) }()
-	_, err = eng.Import(ctx, "hr", ps, "test")
+	_, err := eng.Import(ctx, "hr", ps, "test")
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		as, err := st.MandateActors(ctx)
