@@ -57,10 +57,11 @@ var testRules = []iam.Rule{
 		Entitlements: []iam.Entitlement{{Target: "ad", Permission: "EPD-Cardio"}}},
 }
 
-func newStand(t *testing.T, threshold iam.SourceThreshold) *stand {
+// openStores opens a fresh IAM store and a test gateway authority in a
+// temporary directory, both closed when the test ends, with a clock at t0.
+func openStores(t testing.TB) (*store.SQLite, *authoritytest.Authority, *clock) {
 	t.Helper()
 	ctx := context.Background()
-	s := slapdtest.Start(t)
 	dir := t.TempDir()
 	clk := newClock(t0)
 	st, err := store.Open(ctx, filepath.Join(dir, "iam.db"))
@@ -69,9 +70,23 @@ func newStand(t *testing.T, threshold iam.SourceThreshold) *stand {
 	auth, err := authoritytest.Open(ctx, filepath.Join(dir, "gateway.db"), clk.Now)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = auth.Close() })
+	return st, auth, clk
+}
+
+// adConnector is the "ad" LDAP connector on slapd s, closed when the test ends.
+func adConnector(t testing.TB, s *slapdtest.Server) *ldap.Connector {
+	t.Helper()
 	lc, err := ldap.New(ldap.Config{Name: "ad", URL: s.URL, BindDN: s.RootDN, Password: s.Password, PeopleDN: s.PeopleDN, DisabledDN: s.DisabledDN, GroupsDN: s.GroupsDN})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = lc.Close() })
+	return lc
+}
+
+func newStand(t *testing.T, threshold iam.SourceThreshold) *stand {
+	t.Helper()
+	s := slapdtest.Start(t)
+	st, auth, clk := openStores(t)
+	lc := adConnector(t, s)
 	mc, err := mandate.New("mandates", auth, st, clk.Now)
 	require.NoError(t, err)
 	eng, err := iam.New(iam.Config{
@@ -85,7 +100,7 @@ func newStand(t *testing.T, threshold iam.SourceThreshold) *stand {
 		RetryBase:       time.Millisecond,
 	}, st, []iam.Connector{lc, mc}, iam.Options{Now: clk.Now, NewID: ids()})
 	require.NoError(t, err)
-	return &stand{eng: eng, st: st, auth: auth, ldap: s, clock: clk, dir: dir}
+	return &stand{eng: eng, st: st, auth: auth, ldap: s, clock: clk, dir: t.TempDir()}
 }
 
 const hrHeader = "id,givenName,familyName,email,privateEmail,employeeNumber,uzi,contractId,start,end,function,department,location\n"

@@ -3,7 +3,6 @@ package iam_test
 import (
 	"context"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 	"github.com/aortagw/aortagw/iam"
 	"github.com/aortagw/aortagw/iam/connector/directory"
 	"github.com/aortagw/aortagw/iam/connector/hix"
-	"github.com/aortagw/aortagw/iam/connector/ldap"
 	"github.com/aortagw/aortagw/iam/connector/mandate"
 	"github.com/aortagw/aortagw/iam/connector/scim"
 	"github.com/aortagw/aortagw/iam/internal/authoritytest"
@@ -34,20 +32,9 @@ type allStand struct {
 
 func newAllStand(t *testing.T, limits map[iam.ActionType]int) *allStand {
 	t.Helper()
-	ctx := context.Background()
 	s := slapdtest.Start(t)
-	dir := t.TempDir()
-	clk := newClock(t0)
-	st, err := store.Open(ctx, filepath.Join(dir, "iam.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close() })
-	auth, err := authoritytest.Open(ctx, filepath.Join(dir, "gw.db"), clk.Now)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = auth.Close() })
-
-	lc, err := ldap.New(ldap.Config{Name: "ad", URL: s.URL, BindDN: s.RootDN, Password: s.Password, PeopleDN: s.PeopleDN, DisabledDN: s.DisabledDN, GroupsDN: s.GroupsDN})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = lc.Close() })
+	st, auth, clk := openStores(t)
+	lc := adConnector(t, s)
 	ss := scimtest.New("tok")
 	ss.RequireIfMatch = true
 	sh := httptest.NewServer(ss)

@@ -3,7 +3,6 @@ package iam_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/aortagw/aortagw/iam"
 	"github.com/aortagw/aortagw/iam/connector/mandate"
-	"github.com/aortagw/aortagw/iam/internal/authoritytest"
 	"github.com/aortagw/aortagw/iam/store"
 )
 
@@ -24,15 +22,7 @@ import (
 // registry; all are closed when the test ends.
 func newMandateEngine(t *testing.T) (*iam.Engine, *store.SQLite, *clock, *prometheus.Registry) {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	clk := newClock(t0)
-	st, err := store.Open(ctx, filepath.Join(dir, "iam.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close() })
-	auth, err := authoritytest.Open(ctx, filepath.Join(dir, "gw.db"), clk.Now)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = auth.Close() })
+	st, auth, clk := openStores(t)
 	mc, err := mandate.New("mandates", auth, st, clk.Now)
 	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
