@@ -18,7 +18,6 @@ import (
 
 	gwstore "github.com/aortagw/aortagw/gateway/store"
 	"github.com/aortagw/aortagw/iam"
-	"github.com/aortagw/aortagw/iam/connector/ldap"
 	"github.com/aortagw/aortagw/iam/connector/mandate"
 	"github.com/aortagw/aortagw/iam/internal/slapdtest"
 	"github.com/aortagw/aortagw/iam/source"
@@ -251,9 +250,7 @@ func BenchmarkJoinerFileToSlapd(b *testing.B) {
 	st, err := store.Open(ctx, filepath.Join(dir, "iam.db"))
 	require.NoError(b, err)
 	defer st.Close()
-	lc, err := ldap.New(ldap.Config{Name: "ad", URL: s.URL, BindDN: s.RootDN, Password: s.Password, PeopleDN: s.PeopleDN, DisabledDN: s.DisabledDN, GroupsDN: s.GroupsDN})
-	require.NoError(b, err)
-	defer lc.Close()
+	lc := adConnector(b, s)
 	eng, err := iam.New(iam.Config{
 		Rules:   []iam.Rule{{Name: "all", Entitlements: []iam.Entitlement{{Target: "ad", Permission: "staff"}}}},
 		Targets: []iam.TargetConfig{{Name: "ad"}},
