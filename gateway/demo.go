@@ -257,22 +257,9 @@ func (d *demo) serveTLS(h http.Handler, tc *tls.Config) (string, error) {
 func (d *demo) stepStart(ctx context.Context) error {
 	p := d.pki
 	// The LSP simulator: strict token checks against the test PKI.
-	dir := &tokens.FileDirectory{}
-	for _, c := range p.Cards {
-		for _, cc := range c.Certs() {
-			dir.Add(cc.Cert)
-		}
-	}
-	for _, s := range p.Servers {
-		dir.Add(s.Cert)
-	}
-	v, err := tokens.NewValidator(tokens.ValidatorConfig{Roots: p.RootCerts(), Intermediates: p.IntermediateCerts(),
-		CRLs: p.CRLList(), Directory: dir, Replay: tokens.NewMemoryReplayCache(0, nil)})
-	if err != nil {
-		return err
-	}
-	sim, err := lsp.NewSimulator(lsp.SimConfig{ClientCAs: []*x509.Certificate{p.CAs[testpki.CAServer].Cert},
-		ClientRoots: p.RootCerts(), ClientIntermediates: p.IntermediateCerts(), Verifier: v, Seed: 1, Logger: d.log})
+	sim, err := lsp.NewTrustingSimulator(lsp.SimConfig{Seed: 1, Logger: d.log},
+		lsp.Trust{Roots: p.RootCerts(), Intermediates: p.IntermediateCerts(), CRLs: p.CRLList(),
+			Signers: p.LeafCerts(), ClientCA: p.CAs[testpki.CAServer].Cert})
 	if err != nil {
 		return err
 	}

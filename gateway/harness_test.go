@@ -6,7 +6,6 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -196,25 +195,9 @@ func openStore(t *testing.T, path string) store.Store {
 
 func (e *env) startSimulator() {
 	t, p := e.t, e.pki
-	dir := &tokens.FileDirectory{}
-	for _, c := range p.Cards {
-		for _, cc := range c.Certs() {
-			dir.Add(cc.Cert)
-		}
-	}
-	for _, s := range p.Servers {
-		dir.Add(s.Cert)
-	}
-	v, err := tokens.NewValidator(tokens.ValidatorConfig{
-		Roots: p.RootCerts(), Intermediates: p.IntermediateCerts(), CRLs: p.CRLList(), Directory: dir,
-		Replay: tokens.NewMemoryReplayCache(0, nil),
-	})
-	require.NoError(t, err)
-	sim, err := lsp.NewSimulator(lsp.SimConfig{
-		ClientCAs: []*x509.Certificate{p.CAs[testpki.CAServer].Cert}, ClientRoots: p.RootCerts(),
-		ClientIntermediates: p.IntermediateCerts(), Verifier: v, Seed: 1,
-		Logger: slog.New(slog.DiscardHandler),
-	})
+	sim, err := lsp.NewTrustingSimulator(lsp.SimConfig{Seed: 1, Logger: slog.New(slog.DiscardHandler)},
+		lsp.Trust{Roots: p.RootCerts(), Intermediates: p.IntermediateCerts(), CRLs: p.CRLList(),
+			Signers: p.LeafCerts(), ClientCA: p.CAs[testpki.CAServer].Cert})
 	require.NoError(t, err)
 	e.sim = sim
 	hits := e.simHits

@@ -104,24 +104,8 @@ func newWorld(t testing.TB) *world {
 // startSim serves a simulator trusting p behind mutual TLS with lspCert.
 func startSim(t testing.TB, p *testpki.PKI, lspCert tls.Certificate) (*Simulator, *httptest.Server) {
 	t.Helper()
-	dir := &tokens.FileDirectory{}
-	for _, c := range p.Cards {
-		for _, cc := range c.Certs() {
-			dir.Add(cc.Cert)
-		}
-	}
-	for _, s := range p.Servers {
-		dir.Add(s.Cert)
-	}
-	v, err := tokens.NewValidator(tokens.ValidatorConfig{
-		Roots: p.RootCerts(), Intermediates: p.IntermediateCerts(), CRLs: p.CRLList(), Directory: dir,
-		Replay: tokens.NewMemoryReplayCache(0, nil),
-	})
-	require.NoError(t, err)
-	sim, err := NewSimulator(SimConfig{
-		ClientCAs: []*x509.Certificate{p.CAs[testpki.CAServer].Cert}, ClientRoots: p.RootCerts(),
-		ClientIntermediates: p.IntermediateCerts(), Verifier: v, Seed: 7,
-	})
+	sim, err := NewTrustingSimulator(SimConfig{Seed: 7}, Trust{Roots: p.RootCerts(), Intermediates: p.IntermediateCerts(),
+		CRLs: p.CRLList(), Signers: p.LeafCerts(), ClientCA: p.CAs[testpki.CAServer].Cert})
 	require.NoError(t, err)
 	ts := httptest.NewUnstartedServer(sim)
 	ts.Config.ErrorLog = log.New(io.Discard, "", 0)

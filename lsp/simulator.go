@@ -86,6 +86,31 @@ type Simulator struct {
 	faults  map[string]int
 }
 
+// Trust is what a simulator checks against, as a (test) PKI provides it.
+type Trust struct {
+	Roots, Intermediates []*x509.Certificate // UZI roots and CAs: tokens and client certificates
+	CRLs                 []*x509.RevocationList
+	Signers              []*x509.Certificate // certificates tokens may name by issuer and serial only
+	ClientCA             *x509.Certificate   // the CA of the clients' UZI server certificates
+}
+
+// NewTrustingSimulator is NewSimulator with cfg's client trust and token
+// verifier set from t: a strict tokens.Validator with its own replay cache.
+func NewTrustingSimulator(cfg SimConfig, t Trust) (*Simulator, error) {
+	dir := &tokens.FileDirectory{}
+	for _, c := range t.Signers {
+		dir.Add(c)
+	}
+	v, err := tokens.NewValidator(tokens.ValidatorConfig{Roots: t.Roots, Intermediates: t.Intermediates,
+		CRLs: t.CRLs, Directory: dir, Replay: tokens.NewMemoryReplayCache(0, nil)})
+	if err != nil {
+		return nil, err
+	}
+	cfg.ClientCAs, cfg.ClientRoots, cfg.ClientIntermediates = []*x509.Certificate{t.ClientCA}, t.Roots, t.Intermediates
+	cfg.Verifier = v
+	return NewSimulator(cfg)
+}
+
 // NewSimulator checks cfg and builds a simulator. It does no I/O.
 func NewSimulator(cfg SimConfig) (*Simulator, error) {
 	if cfg.Verifier == nil {

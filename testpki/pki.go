@@ -201,6 +201,21 @@ func (p *PKI) Intermediates() *x509.CertPool {
 	return pool
 }
 
+// LeafCerts returns every card and server certificate: the signing
+// certificates a token may name by issuer and serial only.
+func (p *PKI) LeafCerts() []*x509.Certificate {
+	var out []*x509.Certificate
+	for _, c := range p.Cards {
+		for _, cc := range c.Certs() {
+			out = append(out, cc.Cert)
+		}
+	}
+	for _, s := range p.Servers {
+		out = append(out, s.Cert)
+	}
+	return out
+}
+
 // CRLList returns the current CRLs of all CAs (not the stale one).
 func (p *PKI) CRLList() []*x509.RevocationList {
 	out := make([]*x509.RevocationList, 0, len(caOrder))

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,7 +16,6 @@ import (
 	"github.com/aortagw/aortagw/lsp"
 	"github.com/aortagw/aortagw/pkcs11"
 	"github.com/aortagw/aortagw/testpki"
-	"github.com/aortagw/aortagw/tokens"
 )
 
 // newSimLSPCmd runs the strict LSP (ZIM) simulator behind mutual TLS.
@@ -143,29 +141,7 @@ func simServerCert(ctx context.Context, p *testpki.PKI, name string) (tls.Certif
 // newPKISimulator wires a simulator to a test PKI: client certificates from
 // its UZI server CA, tokens checked against its roots, CRLs and directory.
 func newPKISimulator(p *testpki.PKI, seed int64, patients int, logger *slog.Logger) (*lsp.Simulator, error) {
-	dir := &tokens.FileDirectory{}
-	for _, c := range p.Cards {
-		for _, cc := range c.Certs() {
-			dir.Add(cc.Cert)
-		}
-	}
-	for _, s := range p.Servers {
-		dir.Add(s.Cert)
-	}
-	v, err := tokens.NewValidator(tokens.ValidatorConfig{
-		Roots: p.RootCerts(), Intermediates: p.IntermediateCerts(), CRLs: p.CRLList(), Directory: dir,
-		Replay: tokens.NewMemoryReplayCache(0, nil),
-	})
-	if err != nil {
-		return nil, err
-	}
-	return lsp.NewSimulator(lsp.SimConfig{
-		ClientCAs:           []*x509.Certificate{p.CAs[testpki.CAServer].Cert},
-		ClientRoots:         p.RootCerts(),
-		ClientIntermediates: p.IntermediateCerts(),
-		Verifier:            v,
-		Seed:                seed,
-		Dataset:             lsp.NewDataset(seed, patients, time.Now()),
-		Logger:              logger,
-	})
+	return lsp.NewTrustingSimulator(lsp.SimConfig{Seed: seed, Dataset: lsp.NewDataset(seed, patients, time.Now()), Logger: logger},
+		lsp.Trust{Roots: p.RootCerts(), Intermediates: p.IntermediateCerts(), CRLs: p.CRLList(),
+			Signers: p.LeafCerts(), ClientCA: p.CAs[testpki.CAServer].Cert})
 }
