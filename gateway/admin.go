@@ -192,6 +192,11 @@ func (s *Server) adminList(w http.ResponseWriter, r *http.Request) {
 		adminError(w, http.StatusServiceUnavailable, "the store is unavailable")
 		return
 	}
+	writeTokenViews(w, list)
+}
+
+// writeTokenViews answers with the views of list (never the token bodies).
+func writeTokenViews(w http.ResponseWriter, list []store.TokenInfo) {
 	out := make([]TokenView, 0, len(list))
 	for _, t := range list {
 		out = append(out, viewOf(t))
@@ -261,11 +266,7 @@ func (s *Server) adminExpiring(w http.ResponseWriter, r *http.Request) {
 		adminError(w, http.StatusServiceUnavailable, "the store is unavailable")
 		return
 	}
-	out := make([]TokenView, 0, len(list))
-	for _, t := range list {
-		out = append(out, viewOf(t))
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeTokenViews(w, list)
 }
 
 func (s *Server) adminActor(w http.ResponseWriter, r *http.Request) {

@@ -257,6 +257,20 @@ func (t *token) put(s session, opErr error) {
 	t.m.evictions.Inc()
 }
 
+// takeSessions removes the idle sessions and the anchor from the token and
+// returns their handles, for the caller to close.
+func (t *token) takeSessions() []pkcs11.SessionHandle {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := t.idle
+	t.idle = nil
+	if t.hasAnchor {
+		old = append(old, t.anchor)
+		t.hasAnchor = false
+	}
+	return old
+}
+
 // markBroken records a fatal error: the token refuses work until recover succeeds.
 func (t *token) markBroken(cause error) {
 	t.mu.Lock()
@@ -331,14 +345,7 @@ func (t *token) recover(ctx context.Context) error {
 		}
 	}
 
-	t.mu.Lock()
-	old := t.idle
-	t.idle = nil
-	if t.hasAnchor {
-		old = append(old, t.anchor)
-		t.hasAnchor = false
-	}
-	t.mu.Unlock()
+	old := t.takeSessions()
 	for _, h := range old {
 		_ = t.lib.mod.CloseSession(h)
 		t.m.evictions.Inc()
@@ -443,14 +450,7 @@ func (t *token) release() {
 	for range t.size {
 		t.sem <- struct{}{}
 	}
-	t.mu.Lock()
-	old := t.idle
-	t.idle = nil
-	if t.hasAnchor {
-		old = append(old, t.anchor)
-		t.hasAnchor = false
-	}
-	t.mu.Unlock()
+	old := t.takeSessions()
 	for _, h := range old {
 		_ = t.lib.mod.CloseSession(h)
 	}
