@@ -289,6 +289,12 @@ func (e *env) post(body []byte, hdr map[string]string) (*http.Response, []byte) 
 			req.Header.Set(k, v)
 		}
 	}
+	return e.do(req)
+}
+
+// do sends req with the test client and reads the whole answer.
+func (e *env) do(req *http.Request) (*http.Response, []byte) {
+	e.t.Helper()
 	resp, err := e.client.Do(req)
 	require.NoError(e.t, err)
 	defer resp.Body.Close()
@@ -302,11 +308,7 @@ func (e *env) adminDo(method, path string, body []byte) (int, []byte) {
 	req, err := http.NewRequest(method, e.adminURL+path, bytes.NewReader(body))
 	require.NoError(e.t, err)
 	req.Header.Set("Authorization", "Bearer admin-token")
-	resp, err := e.client.Do(req)
-	require.NoError(e.t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(e.t, err)
+	resp, b := e.do(req)
 	return resp.StatusCode, b
 }
 
@@ -322,11 +324,7 @@ func (e *env) xisJSON(method, path string, v any) (int, []byte) {
 	require.NoError(e.t, err)
 	req.Header.Set("Authorization", "Bearer xis-token")
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := e.client.Do(req)
-	require.NoError(e.t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(e.t, err)
+	resp, b := e.do(req)
 	return resp.StatusCode, b
 }
 
