@@ -44,8 +44,7 @@ func BenchmarkStore(b *testing.B) {
 				}
 				require.NoError(b, s.RegisterMandate(ctx, mandate("_bm", "900000001", []string{"900000111"},
 					now.Add(-time.Hour), now.AddDate(1, 0, 0), now.AddDate(1, 0, 0))))
-				q := MandateQuery{URA: "12345678", GiverUZI: "900000001", ApplicationID: "urn:app:hix",
-					Context: "https://ziekenhuis.nl/autorisatieregels/medicatiecontext/v2", Actor: "900000111:30.000", At: now}
+				q := hotQuery("900000001", "900000111:30.000", now)
 				runConcurrent(b, conc, func(i int64) error {
 					if _, err := s.FindEnrolment(ctx, "12345678", fmt.Sprintf("9%08d", i%1000), now); err != nil {
 						return err

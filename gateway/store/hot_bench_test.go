@@ -27,7 +27,6 @@ func BenchmarkHotLookups(b *testing.B) {
 			const (
 				patients = 200
 				givers   = 100
-				ctxURI   = "https://ziekenhuis.nl/autorisatieregels/medicatiecontext/v2"
 			)
 			s := benchStore(b, be.dsn(b))
 			ctx := context.Background()
@@ -48,7 +47,7 @@ func BenchmarkHotLookups(b *testing.B) {
 			qs := make([]MandateQuery, givers)
 			for i := range qs {
 				qs[i] = MandateQuery{URA: "12345678", GiverUZI: fmt.Sprintf("90%07d", i), ApplicationID: "urn:app:hix",
-					Context: ctxURI, Actor: fmt.Sprintf("91%07d:01.015", i), At: now}
+					Context: testCtxURI, Actor: fmt.Sprintf("91%07d:01.015", i), At: now}
 			}
 			b.ReportAllocs()
 			b.ResetTimer()

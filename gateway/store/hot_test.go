@@ -25,10 +25,11 @@ func TestHotLookups(t *testing.T) {
 	}
 }
 
-const hotCtxURI = "https://ziekenhuis.nl/autorisatieregels/medicatiecontext/v2"
+// testCtxURI is the autorisatieregel/context of the mandate fixture.
+const testCtxURI = "https://ziekenhuis.nl/autorisatieregels/medicatiecontext/v2"
 
 func hotQuery(giver, actor string, at time.Time) MandateQuery {
-	return MandateQuery{URA: "12345678", GiverUZI: giver, Context: hotCtxURI, ApplicationID: "urn:app:hix",
+	return MandateQuery{URA: "12345678", GiverUZI: giver, Context: testCtxURI, ApplicationID: "urn:app:hix",
 		Actor: actor, At: at}
 }
 
@@ -115,7 +116,7 @@ func testFindMandateSemantics(t *testing.T, newDSN func(*testing.T) string) {
 	_, err = s.FindMandate(ctx, hotQuery("900000042", "", now))
 	assert.ErrorIs(t, err, ErrNotFound)
 	assert.NotErrorIs(t, err, ErrActorBlocked)
-	assert.EqualError(t, err, "store: not found: no covering mandate (giver=900000042 context="+hotCtxURI+")")
+	assert.EqualError(t, err, "store: not found: no covering mandate (giver=900000042 context="+testCtxURI+")")
 
 	blocked, err := s.ActorBlocked(ctx, "900000009")
 	require.NoError(t, err)

@@ -291,7 +291,7 @@ func testEnrolments(t *testing.T, newDSN func(*testing.T) string) {
 func mandate(id, giver string, mandated []string, nb, noa, certNotAfter time.Time) Mandate {
 	return Mandate{ID: id, Issuer: "urn:IIroot:2.16.528.1.1007.3.1:IIext:" + giver, URA: "12345678",
 		GiverUZI: giver, GiverRole: "01.015", Mandated: mandated, ApplicationID: "urn:app:hix",
-		Context:      "https://ziekenhuis.nl/autorisatieregels/medicatiecontext/v2",
+		Context:      testCtxURI,
 		IssueInstant: nb, NotBefore: nb, NotOnOrAfter: noa, CertNotAfter: certNotAfter,
 		Raw: []byte("<saml:Assertion ID=\"" + id + "\"/>"), RegisteredBy: "admin"}
 }
@@ -301,7 +301,6 @@ func testMandates(t *testing.T, newDSN func(*testing.T) string) {
 	clk := newClock()
 	s := openStore(t, newDSN(t), clk)
 	now := clk.Now()
-	ctxURI := "https://ziekenhuis.nl/autorisatieregels/medicatiecontext/v2"
 
 	require.NoError(t, s.RegisterMandate(ctx, mandate("_m1", "900000001",
 		[]string{"900000111", "900000222:30.000", "urn:oid:2.16.840.1.113883.2.4.6.6:app-trigger"},
@@ -310,7 +309,7 @@ func testMandates(t *testing.T, newDSN func(*testing.T) string) {
 	require.NoError(t, s.RegisterMandate(ctx, mandate("_m-card-expired", "900000002", []string{"900000111"},
 		now.Add(-48*time.Hour), now.AddDate(1, 0, 0), now.Add(-time.Minute))))
 
-	base := MandateQuery{URA: "12345678", GiverUZI: "900000001", Context: ctxURI, ApplicationID: "urn:app:hix", At: now}
+	base := MandateQuery{URA: "12345678", GiverUZI: "900000001", Context: testCtxURI, ApplicationID: "urn:app:hix", At: now}
 	tests := []struct {
 		name   string
 		mutate func(q *MandateQuery)
@@ -391,8 +390,7 @@ func testRevocationAcrossReplicas(t *testing.T, newDSN func(*testing.T) string) 
 	now := clk.Now()
 	require.NoError(t, a.RegisterMandate(ctx, mandate("_mr", "900000001", []string{"900000111"},
 		now.Add(-time.Hour), now.AddDate(0, 1, 0), now.AddDate(1, 0, 0))))
-	q := MandateQuery{URA: "12345678", GiverUZI: "900000001", ApplicationID: "urn:app:hix",
-		Context: "https://ziekenhuis.nl/autorisatieregels/medicatiecontext/v2", Actor: "900000111:01.015", At: now}
+	q := hotQuery("900000001", "900000111:01.015", now)
 	_, err := a.FindMandate(ctx, q)
 	require.NoError(t, err)
 	_, err = b.FindMandate(ctx, q)
