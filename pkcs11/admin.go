@@ -27,11 +27,7 @@ type Admin struct {
 // OpenAdmin loads (or shares) the module at modulePath for provisioning. No allow-list
 // applies: the caller names the module explicitly (tests, `aortagw pki`).
 func OpenAdmin(modulePath string) (*Admin, error) {
-	r, err := resolveModule(modulePath)
-	if err != nil {
-		return nil, err
-	}
-	lib, err := acquireLibrary(r)
+	lib, err := loadModule(modulePath)
 	if err != nil {
 		return nil, err
 	}

@@ -127,8 +127,7 @@ func (env *benchEnv) openKey(b *testing.B, c int) *Key {
 
 // bareWorkers returns c functions, each signing on its own session with plain miekg calls.
 func (env *benchEnv) bareWorkers(b *testing.B, c int) ([]func() error, func()) {
-	r, _ := resolveModule(env.mod)
-	lib, err := acquireLibrary(r)
+	lib, err := loadModule(env.mod)
 	if err != nil {
 		b.Fatal(err)
 	}

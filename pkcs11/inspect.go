@@ -20,11 +20,7 @@ func Inspect(modulePath, pinFile, loginToken string) (*ModuleListing, error) {
 	if pinFile != "" && loginToken == "" {
 		return nil, fmt.Errorf("%w: a PIN file needs the label of the one token to log in to", ErrInvalidURI)
 	}
-	r, err := resolveModule(modulePath)
-	if err != nil {
-		return nil, err
-	}
-	lib, err := acquireLibrary(r)
+	lib, err := loadModule(modulePath)
 	if err != nil {
 		return nil, err
 	}

@@ -95,6 +95,17 @@ func resolveModule(path string) (string, error) {
 	return r, nil
 }
 
+// loadModule resolves path and loads (or shares) the module there, without
+// an allow-list: for callers that name the module themselves (OpenAdmin,
+// Inspect, tests). The caller releases the library.
+func loadModule(path string) (*library, error) {
+	r, err := resolveModule(path)
+	if err != nil {
+		return nil, err
+	}
+	return acquireLibrary(r)
+}
+
 // checkAllowed resolves path and checks it against the allow-list (deny by default).
 func checkAllowed(path string, allowed []string) (string, error) {
 	r, err := resolveModule(path)

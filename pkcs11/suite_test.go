@@ -137,9 +137,7 @@ func newSoftHSMBackend(t *testing.T) *backend {
 	}
 	require.NoError(t, a.ImportCertificate(b.label, b.pin, []byte("ca"), "ca", b.ca.cert))
 	// Keep the real module loaded for the test and wrap it in the fault injector.
-	r, err := resolveModule(mod)
-	require.NoError(t, err)
-	real, err := acquireLibrary(r)
+	real, err := loadModule(mod)
 	require.NoError(t, err)
 	t.Cleanup(real.release)
 	b.fault = newFaultModule(real.mod)
